@@ -1,0 +1,553 @@
+//! The embedded event log: Kafka's model in one SQLite file, for `kart up`.
+//!
+//! Records are rows keyed by `(topic, partition, offset)`; a record's offset
+//! is the partition's end when it is written, so offsets are dense and
+//! ordered. Publishing is one SQLite transaction per batch (WAL mode), so a
+//! batch is durable before `publish` returns. Consumer groups are coordinated
+//! in memory (the embedded bus serves one process) and their committed
+//! positions persist in the file: a restarted consumer resumes where its
+//! group left off.
+//!
+//! Members of a group share the partitions of its topics round-robin, in the
+//! order they joined; every join or leave reassigns, like a Kafka rebalance.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::watch;
+
+use super::{BusError, Delivery, EventBus, Headers, Record, Subscription, TopicInfo, TopicSpec, partition_for};
+
+/// How many records one read pulls from a partition.
+const FETCH_BATCH: i64 = 256;
+
+/// A durable, single-process event log on SQLite.
+#[derive(Clone)]
+pub struct EmbeddedBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: SqlitePool,
+    default_partitions: i32,
+    /// SQLite has one writer; taking this first means no writer ever waits
+    /// on SQLite's busy handler.
+    write: tokio::sync::Mutex<()>,
+    /// Topic → end offset of each partition.
+    topics: Mutex<HashMap<String, Vec<i64>>>,
+    /// Group → member ids, in join order.
+    groups: Mutex<HashMap<String, BTreeSet<u64>>>,
+    /// Bumped after every publish: waiting consumers wake and read.
+    published: watch::Sender<u64>,
+    /// Bumped after every join or leave: members reassign partitions.
+    membership: watch::Sender<u64>,
+    next_member: AtomicU64,
+}
+
+fn other(error: impl std::fmt::Display) -> BusError {
+    BusError::Other(error.to_string())
+}
+
+impl EmbeddedBus {
+    /// Opens (or creates) the log at `path`.
+    pub async fn open(path: &Path, default_partitions: i32) -> Result<EmbeddedBus, BusError> {
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| BusError::Unreachable(format!("{}: {e}", parent.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(other)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| BusError::Unreachable(format!("{}: {e}", path.display())))?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS topics (
+                name TEXT PRIMARY KEY,
+                partitions INTEGER NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS records (
+                topic TEXT NOT NULL,
+                partition_id INTEGER NOT NULL,
+                record_offset INTEGER NOT NULL,
+                record_key TEXT NOT NULL,
+                headers TEXT NOT NULL,
+                payload BLOB NOT NULL,
+                written_at INTEGER NOT NULL,
+                PRIMARY KEY (topic, partition_id, record_offset)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS group_offsets (
+                group_id TEXT NOT NULL,
+                topic TEXT NOT NULL,
+                partition_id INTEGER NOT NULL,
+                next_offset INTEGER NOT NULL,
+                PRIMARY KEY (group_id, topic, partition_id)
+            ) WITHOUT ROWID;",
+        )
+        .execute(&pool)
+        .await
+        .map_err(other)?;
+
+        let mut topics = HashMap::new();
+        let rows = sqlx::query("SELECT name, partitions FROM topics")
+            .fetch_all(&pool)
+            .await
+            .map_err(other)?;
+        for row in rows {
+            let name: String = row.get(0);
+            let partitions: i32 = row.get(1);
+            let mut ends = vec![0_i64; usize::try_from(partitions).unwrap_or(0)];
+            let highs = sqlx::query(
+                "SELECT partition_id, MAX(record_offset) + 1 FROM records
+                 WHERE topic = ? GROUP BY partition_id",
+            )
+            .bind(&name)
+            .fetch_all(&pool)
+            .await
+            .map_err(other)?;
+            for high in highs {
+                let partition: i64 = high.get(0);
+                let end: i64 = high.get(1);
+                if let Some(slot) = usize::try_from(partition).ok().and_then(|p| ends.get_mut(p)) {
+                    *slot = end;
+                }
+            }
+            topics.insert(name, ends);
+        }
+
+        Ok(EmbeddedBus {
+            inner: Arc::new(Inner {
+                pool,
+                default_partitions: default_partitions.max(1),
+                write: tokio::sync::Mutex::new(()),
+                topics: Mutex::new(topics),
+                groups: Mutex::new(HashMap::new()),
+                published: watch::Sender::new(0),
+                membership: watch::Sender::new(0),
+                next_member: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    /// Closes the file once every handle is done with it.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+}
+
+impl Inner {
+    fn partition_count(&self, topic: &str) -> Option<i32> {
+        let topics = self.topics.lock().ok()?;
+        topics
+            .get(topic)
+            .and_then(|ends| i32::try_from(ends.len()).ok())
+    }
+
+    fn end_offset(&self, topic: &str, partition: i32) -> i64 {
+        self.topics
+            .lock()
+            .ok()
+            .and_then(|topics| {
+                topics
+                    .get(topic)
+                    .and_then(|ends| ends.get(usize::try_from(partition).ok()?).copied())
+            })
+            .unwrap_or(0)
+    }
+
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), BusError> {
+        let missing: Vec<&TopicSpec> = specs
+            .iter()
+            .filter(|spec| self.partition_count(&spec.name).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let _writer = self.write.lock().await;
+        for spec in missing {
+            if self.partition_count(&spec.name).is_some() {
+                continue;
+            }
+            let partitions = spec.partitions.max(1);
+            sqlx::query("INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)")
+                .bind(&spec.name)
+                .bind(partitions)
+                .execute(&self.pool)
+                .await
+                .map_err(other)?;
+            if let Ok(mut topics) = self.topics.lock() {
+                topics
+                    .entry(spec.name.clone())
+                    .or_insert_with(|| vec![0; usize::try_from(partitions).unwrap_or(1)]);
+            }
+        }
+        Ok(())
+    }
+
+    fn join(&self, group: &str) -> u64 {
+        let member = self.next_member.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.entry(group.to_owned()).or_default().insert(member);
+        }
+        self.membership.send_modify(|generation| *generation += 1);
+        member
+    }
+
+    fn leave(&self, group: &str, member: u64) {
+        if let Ok(mut groups) = self.groups.lock()
+            && let Some(members) = groups.get_mut(group)
+        {
+            members.remove(&member);
+        }
+        self.membership.send_modify(|generation| *generation += 1);
+    }
+}
+
+#[async_trait]
+impl EventBus for EmbeddedBus {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        self.inner.ensure_topics(topics).await
+    }
+
+    async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let inner = &self.inner;
+        // Like Kafka with auto-creation on: an unknown topic is created.
+        let specs: Vec<TopicSpec> = records
+            .iter()
+            .map(|r| TopicSpec {
+                name: r.topic.clone(),
+                partitions: inner.default_partitions,
+            })
+            .collect();
+        inner.ensure_topics(&specs).await?;
+
+        let _writer = inner.write.lock().await;
+        let mut ends: HashMap<String, Vec<i64>> = {
+            let topics = inner.topics.lock().map_err(other)?;
+            records
+                .iter()
+                .filter_map(|r| topics.get(&r.topic).map(|e| (r.topic.clone(), e.clone())))
+                .collect()
+        };
+        let now = crate::db::now_millis();
+        let mut tx = inner.pool.begin().await.map_err(other)?;
+        for record in records {
+            let Some(topic_ends) = ends.get_mut(&record.topic) else {
+                return Err(BusError::Publish {
+                    topic: record.topic.clone(),
+                    reason: "topic vanished".into(),
+                });
+            };
+            let partitions = i32::try_from(topic_ends.len()).unwrap_or(1);
+            let partition = partition_for(&record.key, partitions);
+            let slot = topic_ends
+                .get_mut(usize::try_from(partition).unwrap_or(0))
+                .ok_or_else(|| other("partition out of range"))?;
+            let offset = *slot;
+            *slot += 1;
+            let headers = serde_json::to_string(&record.headers).map_err(other)?;
+            sqlx::query(
+                "INSERT INTO records
+                 (topic, partition_id, record_offset, record_key, headers, payload, written_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&record.topic)
+            .bind(partition)
+            .bind(offset)
+            .bind(&record.key)
+            .bind(headers)
+            .bind(&record.payload)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| BusError::Publish {
+                topic: record.topic.clone(),
+                reason: e.to_string(),
+            })?;
+        }
+        tx.commit().await.map_err(other)?;
+        if let Ok(mut topics) = inner.topics.lock() {
+            for (topic, topic_ends) in ends {
+                topics.insert(topic, topic_ends);
+            }
+        }
+        inner.published.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let specs: Vec<TopicSpec> = topics
+            .iter()
+            .map(|t| TopicSpec {
+                name: t.clone(),
+                partitions: self.inner.default_partitions,
+            })
+            .collect();
+        self.inner.ensure_topics(&specs).await?;
+        let mut membership = self.inner.membership.subscribe();
+        let published = self.inner.published.subscribe();
+        let member = self.inner.join(group);
+        // Our own join is a change we are about to act on.
+        membership.mark_changed();
+        let mut topics = topics.to_vec();
+        topics.sort();
+        topics.dedup();
+        Ok(Box::new(EmbeddedSubscription {
+            inner: Arc::clone(&self.inner),
+            group: group.to_owned(),
+            topics,
+            member,
+            membership,
+            published,
+            positions: HashMap::new(),
+            assigned: Vec::new(),
+            buffer: VecDeque::new(),
+            generation: 0,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.inner.pool)
+            .await
+            .map(drop)
+            .map_err(|e| BusError::Unreachable(e.to_string()))
+    }
+
+    async fn describe_topics(&self) -> Result<Vec<TopicInfo>, BusError> {
+        let topics = self.inner.topics.lock().map_err(other)?;
+        let mut infos: Vec<TopicInfo> = topics
+            .iter()
+            .map(|(name, ends)| TopicInfo {
+                name: name.clone(),
+                partition_ends: ends.clone(),
+            })
+            .collect();
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(infos)
+    }
+}
+
+struct EmbeddedSubscription {
+    inner: Arc<Inner>,
+    group: String,
+    topics: Vec<String>,
+    member: u64,
+    membership: watch::Receiver<u64>,
+    published: watch::Receiver<u64>,
+    /// Next offset to deliver, per assigned partition.
+    positions: HashMap<(String, i32), i64>,
+    assigned: Vec<(String, i32)>,
+    buffer: VecDeque<Delivery>,
+    generation: u64,
+}
+
+impl EmbeddedSubscription {
+    /// Recomputes this member's share of the group's partitions and loads the
+    /// group's committed position for each partition it gains.
+    async fn rebalance(&mut self) -> Result<(), BusError> {
+        let members: Vec<u64> = {
+            let groups = self.inner.groups.lock().map_err(other)?;
+            groups
+                .get(&self.group)
+                .map(|m| m.iter().copied().collect())
+                .unwrap_or_default()
+        };
+        let Some(me) = members.iter().position(|m| *m == self.member) else {
+            return Err(other("subscription left its group"));
+        };
+        let mut all = Vec::new();
+        for topic in &self.topics {
+            for partition in 0..self.inner.partition_count(topic).unwrap_or(0) {
+                all.push((topic.clone(), partition));
+            }
+        }
+        let assigned: Vec<(String, i32)> = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % members.len() == me)
+            .map(|(_, tp)| tp)
+            .collect();
+
+        // Positions are reloaded for every partition, kept or gained: another
+        // member may have moved the group on while we did not own it.
+        let mut positions = HashMap::new();
+        for (topic, partition) in &assigned {
+            let committed: Option<i64> = sqlx::query_scalar(
+                "SELECT next_offset FROM group_offsets
+                 WHERE group_id = ? AND topic = ? AND partition_id = ?",
+            )
+            .bind(&self.group)
+            .bind(topic)
+            .bind(partition)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(other)?;
+            positions.insert((topic.clone(), *partition), committed.unwrap_or(0));
+        }
+        self.assigned = assigned;
+        self.positions = positions;
+        self.buffer.clear();
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Reads the next batch of every assigned partition that has records
+    /// past its position, interleaving partitions.
+    async fn fill(&mut self) -> Result<(), BusError> {
+        let mut batches = Vec::new();
+        for (topic, partition) in &self.assigned {
+            let position = self
+                .positions
+                .get(&(topic.clone(), *partition))
+                .copied()
+                .unwrap_or(0);
+            if position >= self.inner.end_offset(topic, *partition) {
+                continue;
+            }
+            let rows = sqlx::query(
+                "SELECT record_offset, record_key, headers, payload FROM records
+                 WHERE topic = ? AND partition_id = ? AND record_offset >= ?
+                 ORDER BY record_offset LIMIT ?",
+            )
+            .bind(topic)
+            .bind(partition)
+            .bind(position)
+            .bind(FETCH_BATCH)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(other)?;
+            let mut batch = VecDeque::with_capacity(rows.len());
+            for row in rows {
+                let headers: String = row.get(2);
+                let headers: Headers = serde_json::from_str(&headers).map_err(other)?;
+                batch.push_back(Delivery {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    offset: row.get(0),
+                    key: row.get(1),
+                    headers,
+                    payload: row.get(3),
+                });
+            }
+            batches.push(batch);
+        }
+        loop {
+            let mut any = false;
+            for batch in &mut batches {
+                if let Some(delivery) = batch.pop_front() {
+                    self.buffer.push_back(delivery);
+                    any = true;
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscription for EmbeddedSubscription {
+    async fn next(&mut self) -> Result<Delivery, BusError> {
+        loop {
+            if self.membership.has_changed().unwrap_or(false) {
+                self.membership.borrow_and_update();
+                self.rebalance().await?;
+            }
+            while let Some(delivery) = self.buffer.pop_front() {
+                let key = (delivery.topic.clone(), delivery.partition);
+                if let Some(position) = self.positions.get_mut(&key)
+                    && *position == delivery.offset
+                {
+                    *position += 1;
+                    return Ok(delivery);
+                }
+                // Stale: the partition was sought elsewhere since the read.
+            }
+            // Mark what we have seen before reading, so a publish that lands
+            // after the read still wakes us.
+            self.published.borrow_and_update();
+            self.fill().await?;
+            if !self.buffer.is_empty() {
+                continue;
+            }
+            tokio::select! {
+                changed = self.published.changed() => changed.map_err(other)?,
+                changed = self.membership.changed() => {
+                    changed.map_err(other)?;
+                    // Leave it marked for the top of the loop.
+                    self.membership.mark_changed();
+                }
+            }
+        }
+    }
+
+    async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError> {
+        let key = (topic.to_owned(), partition);
+        if let Some(position) = self.positions.get_mut(&key) {
+            *position = offset.max(0);
+            self.buffer
+                .retain(|d| !(d.topic == topic && d.partition == partition));
+        }
+        Ok(())
+    }
+
+    async fn commit(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), BusError> {
+        let _writer = self.inner.write.lock().await;
+        sqlx::query(
+            "INSERT INTO group_offsets (group_id, topic, partition_id, next_offset)
+             VALUES (?, ?, ?, ?)
+             ON CONFLICT (group_id, topic, partition_id)
+             DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(&self.group)
+        .bind(topic)
+        .bind(partition)
+        .bind(next_offset)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(other)?;
+        Ok(())
+    }
+
+    fn assignment_generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl Drop for EmbeddedSubscription {
+    fn drop(&mut self) {
+        self.inner.leave(&self.group, self.member);
+    }
+}

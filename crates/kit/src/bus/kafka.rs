@@ -1,0 +1,331 @@
+//! The event bus on a Kafka-protocol broker, through librdkafka.
+//!
+//! The producer is idempotent by default (`enable.idempotence`, `acks=all`),
+//! so its own retries neither duplicate nor reorder records. Where a broker
+//! mishandles idempotence (see `bus.idempotent_producer`) it falls back to
+//! one request in flight per connection, which keeps order at some cost.
+//!
+//! Consumers join groups with auto-commit off; positions are committed after
+//! the handler's transaction, and only as a hint (see [`crate::consumer`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers as _, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{BusError, Delivery, EventBus, Record, Subscription, TopicInfo, TopicSpec};
+use crate::config::{BusSettings, parse_broker_list};
+
+/// How long metadata and admin calls may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Kafka-protocol broker (Apache Kafka, or a compatible one).
+#[derive(Clone)]
+pub struct KafkaBus {
+    brokers: String,
+    producer: FutureProducer,
+    replication_factor: i32,
+}
+
+impl KafkaBus {
+    /// Creates the producer and checks that a broker answers.
+    pub async fn connect(settings: &BusSettings) -> Result<KafkaBus, BusError> {
+        parse_broker_list(&settings.brokers)
+            .map_err(|problem| BusError::Unreachable(format!("bus.brokers: {problem}")))?;
+        let mut config = base_config(&settings.brokers);
+        config
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set("message.timeout.ms", "30000")
+            .set("enable.idempotence", settings.idempotent_producer.to_string());
+        if !settings.idempotent_producer {
+            // Without idempotence, retries could reorder batches in flight.
+            config.set("max.in.flight.requests.per.connection", "1");
+        }
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| BusError::Unreachable(e.to_string()))?;
+        let bus = KafkaBus {
+            brokers: settings.brokers.clone(),
+            producer,
+            replication_factor: settings.replication_factor,
+        };
+        bus.ping().await?;
+        Ok(bus)
+    }
+
+    fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
+        base_config(&self.brokers)
+            .create()
+            .map_err(|e| BusError::Unreachable(e.to_string()))
+    }
+}
+
+fn base_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", brokers)
+        .set("socket.timeout.ms", "10000")
+        .set("log_level", "3");
+    config
+}
+
+#[async_trait]
+impl EventBus for KafkaBus {
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let admin = self.admin()?;
+        let new_topics: Vec<NewTopic<'_>> = topics
+            .iter()
+            .map(|t| {
+                NewTopic::new(
+                    &t.name,
+                    t.partitions,
+                    TopicReplication::Fixed(self.replication_factor),
+                )
+            })
+            .collect();
+        let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+        let results = admin
+            .create_topics(&new_topics, &options)
+            .await
+            .map_err(|e| BusError::Other(format!("creating topics: {e}")))?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => {
+                    return Err(BusError::Other(format!("creating topic {topic}: {code}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
+            }
+            let mut message = FutureRecord::to(&record.topic)
+                .key(record.key.as_bytes())
+                .payload(record.payload.as_slice())
+                .headers(headers);
+            // Enqueue everything first, then wait: one round trip per batch,
+            // not per record. librdkafka keeps enqueue order per partition.
+            loop {
+                match self.producer.send_result(message) {
+                    Ok(delivery) => {
+                        pending.push((record.topic.as_str(), delivery));
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        message = back;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((error, _)) => {
+                        return Err(BusError::Publish {
+                            topic: record.topic.clone(),
+                            reason: error.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        for (topic, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => {
+                    return Err(BusError::Publish {
+                        topic: topic.to_owned(),
+                        reason: error.to_string(),
+                    });
+                }
+                Err(_) => {
+                    return Err(BusError::Publish {
+                        topic: topic.to_owned(),
+                        reason: "producer shut down before delivery".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError> {
+        let generation = Arc::new(AtomicU64::new(0));
+        let context = GroupContext {
+            generation: Arc::clone(&generation),
+        };
+        let mut config = base_config(&self.brokers);
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("topic.metadata.refresh.interval.ms", "5000");
+        let consumer: StreamConsumer<GroupContext> = config
+            .create_with_context(context)
+            .map_err(|e| BusError::Unreachable(e.to_string()))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| BusError::Other(format!("subscribing to {names:?}: {e}")))?;
+        Ok(Box::new(KafkaSubscription {
+            consumer,
+            generation,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        let producer = self.producer.clone();
+        let brokers = self.brokers.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map(drop)
+                .map_err(|e| {
+                    BusError::Unreachable(format!("no Kafka broker answered at {brokers}: {e}"))
+                })
+        })
+        .await
+        .map_err(|e| BusError::Other(e.to_string()))?
+    }
+
+    async fn describe_topics(&self) -> Result<Vec<TopicInfo>, BusError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            let client = producer.client();
+            let metadata = client
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map_err(|e| BusError::Unreachable(e.to_string()))?;
+            let mut infos = Vec::new();
+            for topic in metadata.topics() {
+                if topic.name().starts_with("__") {
+                    continue;
+                }
+                let mut ends = Vec::new();
+                for partition in topic.partitions() {
+                    let (_, high) = client
+                        .fetch_watermarks(topic.name(), partition.id(), METADATA_TIMEOUT)
+                        .map_err(|e| BusError::Other(e.to_string()))?;
+                    ends.push(high);
+                }
+                infos.push(TopicInfo {
+                    name: topic.name().to_owned(),
+                    partition_ends: ends,
+                });
+            }
+            infos.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(infos)
+        })
+        .await
+        .map_err(|e| BusError::Other(e.to_string()))?
+    }
+}
+
+/// Counts rebalances so the consumer runner knows to drop cached positions.
+struct GroupContext {
+    generation: Arc<AtomicU64>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(error) = rebalance {
+            tracing::warn!(%error, "consumer group rebalance failed");
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+struct KafkaSubscription {
+    consumer: StreamConsumer<GroupContext>,
+    generation: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next(&mut self) -> Result<Delivery, BusError> {
+        let message = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| BusError::Other(e.to_string()))?;
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Delivery {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
+            headers,
+            payload: message.payload().unwrap_or_default().to_vec(),
+        })
+    }
+
+    async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError> {
+        self.consumer
+            .seek(topic, partition, Offset::Offset(offset), METADATA_TIMEOUT)
+            .map_err(|e| BusError::Other(format!("seek {topic}/{partition}@{offset}: {e}")))
+    }
+
+    async fn commit(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), BusError> {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(next_offset))
+            .map_err(|e| BusError::Other(e.to_string()))?;
+        self.consumer
+            .commit(&list, CommitMode::Async)
+            .map_err(|e| BusError::Other(e.to_string()))
+    }
+
+    fn assignment_generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}

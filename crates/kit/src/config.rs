@@ -1,0 +1,392 @@
+//! Layered configuration: built-in defaults for the chosen [`Mode`], then an
+//! optional TOML file, then `KART__SECTION__KEY` environment variables.
+//!
+//! Everything is validated once at start-up ([`Settings::load`]); a bad value
+//! is reported as one line that names the key, so an operator can fix it
+//! without reading a stack trace. Secrets (the database URL carries a
+//! password) are [`SecretString`]s: they never reach `Debug` output or logs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// How Kart runs: everything in one process on local storage, or one service
+/// per process on PostgreSQL and Kafka. Only the defaults differ; every key
+/// can still be overridden.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `kart up`: SQLite files and the embedded event log under `data_dir`.
+    Embedded,
+    /// `kart serve`: PostgreSQL (database per service) and a Kafka-protocol broker.
+    Distributed,
+}
+
+/// The whole configuration of a Kart process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where embedded mode keeps its SQLite files and event log.
+    pub data_dir: PathBuf,
+    pub telemetry: TelemetrySettings,
+    pub database: DatabaseSettings,
+    pub bus: BusSettings,
+    pub http: HttpSettings,
+    /// Per-service settings, keyed by service name (`orders`, `gateway`, ...).
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TelemetrySettings {
+    /// A `tracing` filter, e.g. `info` or `info,kit=debug`.
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line: what log shippers want.
+    Json,
+    /// Human-readable lines for a terminal.
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// Connection URL template; `{service}` is replaced by the service name so
+    /// that each service gets a database of its own. `{data_dir}` is replaced
+    /// by [`Settings::data_dir`]. It usually carries a password, hence secret.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// How long start-up waits for the database before giving up.
+    pub connect_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BusSettings {
+    pub kind: BusKind,
+    /// Kafka bootstrap servers, comma separated `host:port`.
+    pub brokers: String,
+    /// Partitions for topics Kart creates.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Kafka's idempotent producer: no duplicates or reordering from the
+    /// producer's own retries. Turn off only for a broker that mishandles it.
+    pub idempotent_producer: bool,
+    /// Embedded event log file; `{data_dir}` is replaced.
+    pub embedded_path: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    Embedded,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSettings {
+    /// Address every service listens on.
+    pub host: IpAddr,
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    /// How long a stopping service waits for in-flight work before it exits.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceSettings {
+    /// The HTTP port; 0 asks the OS for a free one (tests do this).
+    pub port: Option<u16>,
+}
+
+fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[REDACTED]")
+}
+
+/// A configuration problem, phrased for the operator who has to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration key `{key}`: {problem}")]
+    Key { key: String, problem: String },
+}
+
+impl Settings {
+    /// Built-in defaults for a mode, before any file or environment layer.
+    pub fn defaults(mode: Mode) -> Settings {
+        let (url, bus_kind) = match mode {
+            Mode::Embedded => ("sqlite://{data_dir}/{service}.db", BusKind::Embedded),
+            Mode::Distributed => (
+                "postgres://postgres@127.0.0.1:5432/kart_{service}",
+                BusKind::Kafka,
+            ),
+        };
+        Settings {
+            data_dir: PathBuf::from("data"),
+            telemetry: TelemetrySettings {
+                log_level: "info".into(),
+                log_format: LogFormat::Json,
+            },
+            database: DatabaseSettings {
+                url: SecretString::from(url),
+                max_connections: 10,
+                connect_timeout_secs: 5,
+            },
+            bus: BusSettings {
+                kind: bus_kind,
+                brokers: "127.0.0.1:9092".into(),
+                partitions: 3,
+                replication_factor: 1,
+                idempotent_producer: true,
+                embedded_path: "{data_dir}/bus.db".into(),
+            },
+            http: HttpSettings {
+                host: IpAddr::from([127, 0, 0, 1]),
+                request_timeout_secs: 30,
+                body_limit_bytes: 1 << 20,
+                shutdown_grace_secs: 5,
+            },
+            services: BTreeMap::new(),
+        }
+    }
+
+    /// Loads defaults → `file` (if given, it must exist) → `KART__…` env vars,
+    /// then validates.
+    pub fn load(mode: Mode, file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(mode, file, Env::prefixed("KART__").split("__"))
+    }
+
+    /// [`Settings::load`] with an explicit environment layer.
+    pub fn load_from(mode: Mode, file: Option<&Path>, env: Env) -> Result<Settings, ConfigError> {
+        let defaults = Self::defaults(mode);
+        // Settings serialise with the URL redacted; the real default (which
+        // holds no password) is layered back in by its key.
+        let default_url = defaults.database.url.expose_secret().to_owned();
+        let mut figment = Figment::from(Serialized::defaults(defaults))
+            .merge(Serialized::default("database.url", default_url));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment.merge(env).extract().map_err(from_figment)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot: URLs, broker lists, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.database.url.expose_secret();
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            return Err(key_error(
+                "database.url",
+                "must start with postgres:// or sqlite: (the value is secret and not shown)",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(key_error("database.max_connections", "must be at least 1"));
+        }
+        if self.bus.kind == BusKind::Kafka {
+            parse_broker_list(&self.bus.brokers).map_err(|p| key_error("bus.brokers", &p))?;
+        }
+        if self.bus.partitions < 1 {
+            return Err(key_error("bus.partitions", "must be at least 1"));
+        }
+        if self.bus.replication_factor < 1 {
+            return Err(key_error("bus.replication_factor", "must be at least 1"));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return Err(key_error("http.body_limit_bytes", "must be more than 0"));
+        }
+        Ok(())
+    }
+
+    /// The database URL for one service, with placeholders filled in.
+    pub fn database_url(&self, service: &str) -> SecretString {
+        let url = self
+            .database
+            .url
+            .expose_secret()
+            .replace("{service}", service)
+            .replace("{data_dir}", &self.data_dir.to_string_lossy());
+        SecretString::from(url)
+    }
+
+    /// Where the embedded event log lives.
+    pub fn embedded_bus_path(&self) -> PathBuf {
+        PathBuf::from(
+            self.bus
+                .embedded_path
+                .replace("{data_dir}", &self.data_dir.to_string_lossy()),
+        )
+    }
+
+    /// The configured port of a service, or its default.
+    pub fn port_of(&self, service: &str, default: u16) -> u16 {
+        self.services
+            .get(service)
+            .and_then(|s| s.port)
+            .unwrap_or(default)
+    }
+}
+
+/// Parses `host:port[,host:port…]`; the error says which entry is wrong.
+pub fn parse_broker_list(list: &str) -> Result<Vec<(String, u16)>, String> {
+    let mut brokers = Vec::new();
+    for entry in list.split(',').map(str::trim) {
+        let Some((host, port)) = entry.rsplit_once(':') else {
+            return Err(format!("`{entry}` is not host:port"));
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(format!("`{entry}` has no valid host"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("`{entry}` has no valid port"))?;
+        if port == 0 {
+            return Err(format!("`{entry}` has port 0"));
+        }
+        brokers.push((host.to_owned(), port));
+    }
+    Ok(brokers)
+}
+
+fn key_error(key: &str, problem: &str) -> ConfigError {
+    ConfigError::Key {
+        key: key.to_owned(),
+        problem: problem.to_owned(),
+    }
+}
+
+fn from_figment(error: figment::Error) -> ConfigError {
+    let key = error.path.join(".");
+    let problem = error.kind.to_string();
+    if key.is_empty() {
+        ConfigError::Invalid(problem)
+    } else {
+        ConfigError::Key { key, problem }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An environment layer that reads nothing.
+    fn no_env() -> Env {
+        Env::prefixed("KART_TEST_UNSET_PREFIX__")
+    }
+
+    #[test]
+    fn defaults_are_valid_in_both_modes() {
+        for mode in [Mode::Embedded, Mode::Distributed] {
+            let settings = Settings::load_from(mode, None, no_env()).unwrap();
+            settings.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn database_url_is_templated_per_service() {
+        let settings = Settings::defaults(Mode::Distributed);
+        assert_eq!(
+            settings.database_url("orders").expose_secret(),
+            "postgres://postgres@127.0.0.1:5432/kart_orders"
+        );
+        let settings = Settings::defaults(Mode::Embedded);
+        assert_eq!(
+            settings.database_url("users").expose_secret(),
+            "sqlite://data/users.db"
+        );
+    }
+
+    #[test]
+    fn a_malformed_broker_list_is_refused_naming_the_key() {
+        let mut settings = Settings::defaults(Mode::Distributed);
+        settings.bus.brokers = "localhost:9092,nonsense".into();
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("bus.brokers"), "{error}");
+        assert!(error.contains("nonsense"), "{error}");
+    }
+
+    #[test]
+    fn broker_lists_parse() {
+        assert_eq!(
+            parse_broker_list("a:1, b:2").unwrap(),
+            vec![("a".to_owned(), 1), ("b".to_owned(), 2)]
+        );
+        assert!(parse_broker_list("a:x").is_err());
+        assert!(parse_broker_list(":9092").is_err());
+        assert!(parse_broker_list("a:0").is_err());
+    }
+
+    #[test]
+    fn a_bad_database_scheme_is_refused_without_showing_the_url() {
+        let mut settings = Settings::defaults(Mode::Distributed);
+        settings.database.url = SecretString::from("mysql://root:hunter2@db/kart");
+        let error = settings.validate().unwrap_err().to_string();
+        assert!(error.contains("database.url"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut settings = Settings::defaults(Mode::Distributed);
+        settings.database.url = SecretString::from("postgres://u:hunter2@db/kart");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert!(!serde_json::to_string(&settings).unwrap().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_file_layer_overrides_defaults_and_type_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kart.toml");
+        std::fs::write(&path, "[services.orders]\nport = 9999\n").unwrap();
+        let settings = Settings::load_from(Mode::Embedded, Some(&path), no_env()).unwrap();
+        assert_eq!(settings.port_of("orders", 1), 9999);
+        assert_eq!(settings.port_of("users", 1), 1);
+
+        std::fs::write(&path, "[services.orders]\nport = \"high\"\n").unwrap();
+        let error = Settings::load_from(Mode::Embedded, Some(&path), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("services.orders.port"), "{error}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API, not ours
+    fn environment_variables_override_the_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("kart.toml", "[bus]\nbrokers = \"file:1\"\n")?;
+            jail.set_env("KART__BUS__BROKERS", "env:2");
+            jail.set_env("KART__SERVICES__GATEWAY__PORT", "0");
+            let settings =
+                Settings::load(Mode::Distributed, Some(Path::new("kart.toml"))).unwrap();
+            assert_eq!(settings.bus.brokers, "env:2");
+            assert_eq!(settings.port_of("gateway", 8080), 0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let error = Settings::load_from(Mode::Embedded, Some(Path::new("/nope.toml")), no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nope.toml"), "{error}");
+    }
+}

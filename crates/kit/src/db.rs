@@ -1,0 +1,256 @@
+//! Storage: one code path over PostgreSQL and SQLite.
+//!
+//! Services talk to an [`sqlx::AnyPool`], so the same queries run on both.
+//! That asks for portable SQL: `$1` placeholders (SQLite accepts them too),
+//! `BIGINT`/`TEXT`/`BOOLEAN` columns, timestamps as Unix milliseconds,
+//! `ON CONFLICT`, `RETURNING`. Where the dialects really differ (identity
+//! columns, locks) [`Db::kind`] says which one is behind the pool.
+//!
+//! SQLite runs in WAL mode with a single pooled connection: SQLite has one
+//! writer anyway, and one connection means a transaction never fails with
+//! `SQLITE_BUSY` while upgrading its lock. So on SQLite never hold a
+//! transaction open while waiting on the network.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Once;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use crate::config::DatabaseSettings;
+
+pub use sqlx::Any;
+
+/// A transaction on either database.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Postgres,
+    Sqlite,
+}
+
+/// A service's database.
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    kind: DbKind,
+    /// The URL with any password masked, for messages.
+    display_url: String,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("kind", &self.kind)
+            .field("url", &self.display_url)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot reach database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("database {url}: {source}")]
+    Setup {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(transparent)]
+    Query(#[from] sqlx::Error),
+}
+
+impl Db {
+    /// Connects, creating the database itself when it does not exist yet
+    /// (a PostgreSQL database per service, or the SQLite file and its folder).
+    pub async fn connect(url: &SecretString, settings: &DatabaseSettings) -> Result<Db, DbError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let raw = url.expose_secret();
+        let display_url = mask_password(raw);
+        let kind = if raw.starts_with("sqlite:") {
+            DbKind::Sqlite
+        } else {
+            DbKind::Postgres
+        };
+        let timeout = Duration::from_secs(settings.connect_timeout_secs);
+        let setup_error = |source| DbError::Setup {
+            url: display_url.clone(),
+            source,
+        };
+
+        let connect_url = match kind {
+            DbKind::Sqlite => {
+                let path = sqlite_path(raw);
+                if let Some(parent) = Path::new(&path).parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| setup_error(sqlx::Error::Io(e)))?;
+                }
+                if raw.contains('?') {
+                    raw.to_owned()
+                } else {
+                    format!("{raw}?mode=rwc")
+                }
+            }
+            DbKind::Postgres => {
+                create_postgres_database_if_missing(raw, timeout)
+                    .await
+                    .map_err(|source| DbError::Connect {
+                        url: display_url.clone(),
+                        source,
+                    })?;
+                raw.to_owned()
+            }
+        };
+
+        let options = AnyConnectOptions::from_str(&connect_url).map_err(setup_error)?;
+        let max = match kind {
+            DbKind::Sqlite => 1,
+            DbKind::Postgres => settings.max_connections,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if kind == DbKind::Sqlite {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(|source| DbError::Connect {
+                url: display_url.clone(),
+                source,
+            })?;
+        Ok(Db {
+            pool,
+            kind,
+            display_url,
+        })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn kind(&self) -> DbKind {
+        self.kind
+    }
+
+    /// The URL with its password masked.
+    pub fn display_url(&self) -> &str {
+        &self.display_url
+    }
+
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.pool.begin().await
+    }
+
+    /// Readiness: one round trip.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: the portable timestamp column type.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn sqlite_path(url: &str) -> String {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    rest.split('?').next().unwrap_or_default().to_owned()
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// Every service owns a PostgreSQL database; a fresh cluster does not have
+/// them yet. Connects to the `postgres` maintenance database on the same
+/// server and creates the missing one.
+async fn create_postgres_database_if_missing(url: &str, timeout: Duration) -> Result<(), sqlx::Error> {
+    use sqlx::ConnectOptions;
+    use sqlx::postgres::PgConnectOptions;
+
+    let options = PgConnectOptions::from_str(url)?;
+    let Some(database) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let maintenance = options.clone().database("postgres");
+    let mut conn = tokio::time::timeout(timeout, maintenance.connect())
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&database)
+        .fetch_optional(&mut conn)
+        .await?;
+    if exists.is_none() {
+        let quoted = format!("\"{}\"", database.replace('"', "\"\""));
+        match conn.execute(format!("CREATE DATABASE {quoted}").as_str()).await {
+            Ok(_) => {}
+            // Another instance of the service created it first.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("postgres://kart:hunter2@db:5432/kart"),
+            "postgres://kart:***@db:5432/kart"
+        );
+        assert_eq!(
+            mask_password("postgres://kart@db/kart"),
+            "postgres://kart@db/kart"
+        );
+        assert_eq!(mask_password("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    #[test]
+    fn sqlite_paths_are_read_from_urls() {
+        assert_eq!(sqlite_path("sqlite://data/x.db"), "data/x.db");
+        assert_eq!(sqlite_path("sqlite:///tmp/x.db?mode=rwc"), "/tmp/x.db");
+        assert_eq!(sqlite_path("sqlite:x.db"), "x.db");
+    }
+}

@@ -1,0 +1,186 @@
+//! Serving HTTP: binding, the middleware every service shares, and the
+//! health and metrics endpoints.
+//!
+//! Middleware, outermost first: the request id (taken from `x-request-id` or
+//! made up, echoed back), the W3C trace context (taken from `traceparent` or
+//! started), a span carrying both, request metrics, a timeout and a body
+//! size limit.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+use crate::bus::SharedBus;
+use crate::db::Db;
+use crate::metrics::{HttpLabels, Metrics, RouteLabels};
+use crate::telemetry::TraceParent;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// The request's identity, for handlers that pass it on (to events, to gRPC).
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    /// This hop's span in the caller's trace.
+    pub trace: TraceParent,
+}
+
+/// What `/readyz` checks.
+#[derive(Clone)]
+pub struct Readiness {
+    pub db: Option<Db>,
+    pub bus: Option<SharedBus>,
+}
+
+/// Wraps a service's routes with the shared middleware, health and metrics.
+pub fn finish_router(
+    routes: Router,
+    metrics: Metrics,
+    readiness: Readiness,
+    request_timeout: Duration,
+    body_limit: usize,
+) -> Router {
+    let health = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz).with_state(readiness))
+        .route("/metrics", get(serve_metrics).with_state(metrics.clone()));
+    routes
+        .merge(health)
+        .fallback(crate::problem::route_not_found)
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(metrics, observe))
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+    let mut ready = true;
+    let mut checks = serde_json::Map::new();
+    if let Some(db) = &readiness.db {
+        let result = tokio::time::timeout(CHECK_TIMEOUT, db.ping()).await;
+        let ok = matches!(result, Ok(Ok(())));
+        ready &= ok;
+        checks.insert("database".into(), json!(if ok { "ok" } else { "unreachable" }));
+    }
+    if let Some(bus) = &readiness.bus {
+        let result = tokio::time::timeout(CHECK_TIMEOUT, bus.ping()).await;
+        let ok = matches!(result, Ok(Ok(())));
+        ready &= ok;
+        checks.insert("bus".into(), json!(if ok { "ok" } else { "unreachable" }));
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({ "status": if ready { "ready" } else { "not_ready" }, "checks": checks });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn serve_metrics(State(metrics): State<Metrics>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+/// Request id, trace context, span, metrics and a closing log line.
+async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.is_ascii())
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace = request
+        .headers()
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map(|parent| parent.child())
+        .unwrap_or_else(TraceParent::new_root);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    request.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        trace,
+    });
+
+    let span = tracing::info_span!(
+        "http",
+        request_id = %request_id,
+        trace_id = %trace.trace_id(),
+        method = %method,
+        route = %route,
+    );
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    span.in_scope(|| {
+        tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request finished");
+    });
+    metrics
+        .http
+        .requests
+        .get_or_create(&HttpLabels {
+            method: method.clone(),
+            route: route.clone(),
+            status,
+        })
+        .inc();
+    metrics
+        .http
+        .duration
+        .get_or_create(&RouteLabels { method, route })
+        .observe(elapsed.as_secs_f64());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Binds a listener; port 0 asks the OS, and the address returned is the
+/// one really bound, so tests can run many services side by side.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    Ok((listener, bound))
+}
+
+/// Serves until `shutdown`, then stops accepting and lets in-flight
+/// requests finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

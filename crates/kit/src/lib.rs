@@ -1,0 +1,32 @@
+//! Kart's plumbing, shared by every service and free of business rules.
+//!
+//! - [`config`]: layered settings, validated at start-up.
+//! - [`telemetry`] and [`metrics`]: JSON logs with request and trace ids,
+//!   W3C trace context, Prometheus metrics.
+//! - [`db`] and [`migrate`]: one code path over PostgreSQL and SQLite.
+//! - [`bus`]: the event bus trait, on Kafka or the embedded log;
+//!   [`cloudevents`]: the envelope events travel in.
+//! - [`outbox`] and [`consumer`]: atomic state-and-events on the way out,
+//!   exactly-once effects on the way in, dead letters when all else fails.
+//! - [`http`] and [`problem`]: serving, health, RFC 9457 errors.
+//! - [`service`]: start-up and graceful shutdown, the same for every service.
+//! - `testing` (feature): throwaway databases and buses for tests.
+
+pub mod bus;
+pub mod cloudevents;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod migrate;
+pub mod outbox;
+pub mod problem;
+pub mod service;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use bus::SharedBus;
+pub use db::{Db, Tx};
+pub use service::{Service, ServiceContext, ServiceParts};

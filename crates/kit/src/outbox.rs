@@ -1,0 +1,288 @@
+//! The transactional outbox.
+//!
+//! A service never publishes from a request handler. It writes the events a
+//! state change causes into `kart_outbox` *in the same transaction* as the
+//! change ([`enqueue`]), so both commit or neither does. The [`Relay`] then
+//! publishes outboxed rows in id order and deletes them once the bus has
+//! acknowledged them.
+//!
+//! If the relay dies between publishing and deleting, the rows are published
+//! again on restart: delivery is at-least-once, and consumers deduplicate by
+//! event id (the inbox, [`crate::consumer`]). Order per key holds because
+//! rows are read in id order, a batch is published in that order, and a
+//! failed batch is retried whole before anything after it.
+//!
+//! With several replicas of a service on PostgreSQL, only one relays at a
+//! time: the one holding a session-level advisory lock. Two relays would
+//! interleave batches and break per-key order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::{Headers, Record, SharedBus};
+use crate::cloudevents::CloudEvent;
+use crate::db::{Db, DbKind, Tx, now_millis};
+use crate::metrics::{Metrics, TopicLabels};
+
+/// Writes an event into the outbox inside the caller's transaction.
+pub async fn enqueue(tx: &mut Tx, topic: &str, event: &CloudEvent) -> Result<(), sqlx::Error> {
+    enqueue_record(tx, &event.to_record(topic)).await
+}
+
+/// Writes a raw record (a dead letter, say) into the outbox.
+pub async fn enqueue_record(tx: &mut Tx, record: &Record) -> Result<(), sqlx::Error> {
+    let headers =
+        serde_json::to_string(&record.headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let payload = String::from_utf8(record.payload.clone())
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&record.topic)
+    .bind(&record.key)
+    .bind(headers)
+    .bind(payload)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// How many outboxed events are waiting: for metrics and tests.
+pub async fn pending(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM kart_outbox")
+        .fetch_one(db.pool())
+        .await
+}
+
+/// Wakes the relay right after a commit, instead of at its next poll.
+#[derive(Clone, Default)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// Publishes outboxed events to the bus.
+pub struct Relay {
+    pub db: Db,
+    pub bus: SharedBus,
+    pub metrics: Metrics,
+    pub signal: OutboxSignal,
+    pub batch_size: i64,
+    /// Poll interval: catches rows written by other processes.
+    pub poll_interval: Duration,
+}
+
+/// The advisory lock key that makes one relay per database the leader.
+const RELAY_LOCK_KEY: i64 = 0x6b61_7274_6f75_7462; // "kartoutb"
+
+impl Relay {
+    pub fn new(db: Db, bus: SharedBus, metrics: Metrics, signal: OutboxSignal) -> Relay {
+        Relay {
+            db,
+            bus,
+            metrics,
+            signal,
+            batch_size: 500,
+            poll_interval: Duration::from_millis(100),
+        }
+    }
+
+    /// Relays until `shutdown`. Never skips a row: a failed batch is retried
+    /// with backoff until it goes through.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        // On PostgreSQL, the connection holding the leader lock.
+        let mut leader_conn = None;
+        while !shutdown.is_cancelled() {
+            if self.db.kind() == DbKind::Postgres && leader_conn.is_none() {
+                match self.try_lead().await {
+                    Ok(Some(conn)) => {
+                        tracing::info!("outbox relay is the leader for this database");
+                        leader_conn = Some(conn);
+                    }
+                    Ok(None) => {
+                        sleep_or_cancel(Duration::from_secs(1), &shutdown).await;
+                        continue;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox relay cannot take the leader lock");
+                        sleep_or_cancel(backoff.next_delay(), &shutdown).await;
+                        continue;
+                    }
+                }
+            }
+            match self.relay_batch().await {
+                Ok(sent) => {
+                    backoff.reset();
+                    if sent < self.batch_size {
+                        tokio::select! {
+                            () = self.signal.0.notified() => {}
+                            () = tokio::time::sleep(self.poll_interval) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay batch failed; retrying");
+                    // The lock's connection may be the broken part.
+                    leader_conn = None;
+                    sleep_or_cancel(backoff.next_delay(), &shutdown).await;
+                }
+            }
+        }
+        drop(leader_conn);
+    }
+
+    async fn try_lead(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Any>>, sqlx::Error> {
+        let mut conn = self.db.pool().acquire().await?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(RELAY_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(locked.then_some(conn))
+    }
+
+    /// Publishes one batch; returns how many rows it relayed.
+    pub async fn relay_batch(&self) -> Result<i64, RelayError> {
+        let rows = sqlx::query(
+            "SELECT id, topic, event_key, headers, payload FROM kart_outbox
+             ORDER BY id LIMIT $1",
+        )
+        .bind(self.batch_size)
+        .fetch_all(self.db.pool())
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut records = Vec::with_capacity(rows.len());
+        for row in rows {
+            ids.push(row.try_get::<i64, _>(0)?);
+            let headers: String = row.try_get(3)?;
+            let headers: Headers = serde_json::from_str(&headers)?;
+            let payload: String = row.try_get(4)?;
+            records.push(Record {
+                topic: row.try_get(1)?,
+                key: row.try_get(2)?,
+                headers,
+                payload: payload.into_bytes(),
+            });
+        }
+        self.bus.publish(&records).await?;
+        for record in &records {
+            self.metrics
+                .events
+                .published
+                .get_or_create(&TopicLabels {
+                    topic: record.topic.clone(),
+                })
+                .inc();
+        }
+        // Delete exactly the rows published. Runs of consecutive ids are
+        // deleted by range: every id inside a run was in this batch.
+        let mut tx = self.db.begin().await?;
+        for (first, last) in consecutive_runs(&ids) {
+            sqlx::query("DELETE FROM kart_outbox WHERE id >= $1 AND id <= $2")
+                .bind(first)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("outbox database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("outbox row has malformed headers: {0}")]
+    Headers(#[from] serde_json::Error),
+    #[error(transparent)]
+    Bus(#[from] crate::bus::BusError),
+}
+
+/// Sorted ids → inclusive ranges of consecutive ids.
+fn consecutive_runs(ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for &id in ids {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == id => *last = id,
+            _ => runs.push((id, id)),
+        }
+    }
+    runs
+}
+
+/// Exponential backoff with full jitter, capped.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Backoff {
+        Backoff {
+            initial,
+            max,
+            attempt: 0,
+        }
+    }
+
+    /// The delay before the next try: random in `[d/2, d]` where `d` doubles
+    /// each call up to `max`, so retrying peers do not move in lockstep.
+    pub fn next_delay(&mut self) -> Duration {
+        let factor = 2_u32.saturating_pow(self.attempt.min(20));
+        self.attempt = self.attempt.saturating_add(1);
+        let ceiling = self.initial.saturating_mul(factor).min(self.max);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        Duration::from_millis(fastrand::u64(millis / 2..=millis))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Sleeps, or returns early when `shutdown` fires.
+pub async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => {}
+        () = shutdown.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_ids_collapse_into_runs() {
+        assert_eq!(consecutive_runs(&[1, 2, 3, 7, 8, 10]), vec![(1, 3), (7, 8), (10, 10)]);
+        assert_eq!(consecutive_runs(&[]), vec![]);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let first = backoff.next_delay();
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        for _ in 0..30 {
+            assert!(backoff.next_delay() <= Duration::from_secs(1));
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= Duration::from_millis(100));
+    }
+}
