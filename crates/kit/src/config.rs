@@ -348,7 +348,11 @@ mod tests {
         let mut settings = Settings::defaults(Mode::Distributed);
         settings.database.url = SecretString::from("postgres://u:hunter2@db/kart");
         assert!(!format!("{settings:?}").contains("hunter2"));
-        assert!(!serde_json::to_string(&settings).unwrap().contains("hunter2"));
+        assert!(
+            !serde_json::to_string(&settings)
+                .unwrap()
+                .contains("hunter2")
+        );
     }
 
     #[test]
@@ -374,8 +378,7 @@ mod tests {
             jail.create_file("kart.toml", "[bus]\nbrokers = \"file:1\"\n")?;
             jail.set_env("KART__BUS__BROKERS", "env:2");
             jail.set_env("KART__SERVICES__GATEWAY__PORT", "0");
-            let settings =
-                Settings::load(Mode::Distributed, Some(Path::new("kart.toml"))).unwrap();
+            let settings = Settings::load(Mode::Distributed, Some(Path::new("kart.toml"))).unwrap();
             assert_eq!(settings.bus.brokers, "env:2");
             assert_eq!(settings.port_of("gateway", 8080), 0);
             Ok(())

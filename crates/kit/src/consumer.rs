@@ -124,6 +124,9 @@ struct Cursor {
     seeks_without_progress: u32,
 }
 
+/// How often an idle consumer checks whether its assignment changed.
+const ASSIGNMENT_CHECK: Duration = Duration::from_millis(250);
+
 /// After this many seeks that land past the wanted offset, the records in
 /// between are taken to be gone from the log (retention), and the runner
 /// moves on, logging the gap.
@@ -142,7 +145,11 @@ impl ConsumerRunner {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut subscription = loop {
-            match self.bus.subscribe(&self.spec.group, &self.spec.topics).await {
+            match self
+                .bus
+                .subscribe(&self.spec.group, &self.spec.topics)
+                .await
+            {
                 Ok(subscription) => break subscription,
                 Err(error) => {
                     tracing::warn!(%error, group = %self.spec.group, "cannot subscribe; retrying");
@@ -155,25 +162,31 @@ impl ConsumerRunner {
         };
         backoff.reset();
         let mut cursors: HashMap<(String, i32), Cursor> = HashMap::new();
-        let mut generation = subscription.assignment_generation();
+        // Differs from any real generation: align on the first assignment.
+        let mut generation = u64::MAX;
         loop {
+            // Reads wake up now and then even when idle, so a new assignment
+            // is aligned with the stored positions before any record arrives.
             let next = tokio::select! {
-                next = subscription.next() => next,
+                next = subscription.next() => Some(next),
+                () = tokio::time::sleep(ASSIGNMENT_CHECK) => None,
                 () = shutdown.cancelled() => break,
             };
+            if subscription.assignment_generation() != generation {
+                generation = subscription.assignment_generation();
+                cursors.clear();
+                self.align_assignment(&mut *subscription).await;
+            }
             let delivery = match next {
-                Ok(delivery) => delivery,
-                Err(error) => {
+                None => continue,
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => {
                     tracing::warn!(%error, group = %self.spec.group, "consumer read failed; retrying");
                     sleep_or_cancel(backoff.next_delay(), &shutdown).await;
                     continue;
                 }
             };
             backoff.reset();
-            if subscription.assignment_generation() != generation {
-                generation = subscription.assignment_generation();
-                cursors.clear();
-            }
             match self
                 .position_check(&mut *subscription, &mut cursors, &delivery)
                 .await
@@ -200,11 +213,7 @@ impl ConsumerRunner {
                 event_id = tracing::field::Empty,
                 trace_id = tracing::field::Empty,
             );
-            let Some(outcome) = self
-                .process(&delivery, &shutdown)
-                .instrument(span)
-                .await
-            else {
+            let Some(outcome) = self.process(&delivery, &shutdown).instrument(span).await else {
                 // Shut down mid-retry: the record was not applied and will be
                 // delivered again.
                 break;
@@ -230,6 +239,25 @@ impl ConsumerRunner {
                 .await
             {
                 tracing::debug!(%error, "advisory broker commit failed");
+            }
+        }
+    }
+
+    /// Moves every assigned partition to this group's stored position, so
+    /// whatever the bus believes (a lost or wrong commit) does not decide
+    /// where consumption starts. Partitions the group never consumed start
+    /// wherever the bus starts them. A failure here is logged and left to
+    /// the per-record check in [`Self::position_check`].
+    async fn align_assignment(&self, subscription: &mut dyn Subscription) {
+        for (topic, partition) in subscription.assignment() {
+            match stored_position(&self.db, &self.spec.group, &topic, partition).await {
+                Ok(Some(next)) => {
+                    if let Err(error) = subscription.seek(&topic, partition, next).await {
+                        tracing::debug!(%error, %topic, partition, "cannot align partition yet");
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot read stored consumer positions"),
             }
         }
     }
@@ -305,7 +333,10 @@ impl ConsumerRunner {
         let event_id = match &parsed {
             Ok(event) => event.id.clone(),
             // Not a CloudEvent: its position is its identity.
-            Err(_) => format!("{}/{}/{}", delivery.topic, delivery.partition, delivery.offset),
+            Err(_) => format!(
+                "{}/{}/{}",
+                delivery.topic, delivery.partition, delivery.offset
+            ),
         };
         let span = tracing::Span::current();
         span.record("event_id", event_id.as_str());
@@ -313,7 +344,8 @@ impl ConsumerRunner {
             span.record("trace_id", traceparent.trace_id().as_str());
         }
 
-        let mut backoff = Backoff::new(self.spec.retry.initial_backoff, self.spec.retry.max_backoff);
+        let mut backoff =
+            Backoff::new(self.spec.retry.initial_backoff, self.spec.retry.max_backoff);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -364,7 +396,11 @@ impl ConsumerRunner {
     }
 
     /// One attempt: inbox, effect, position, in one transaction.
-    async fn apply(&self, delivery: &Delivery, event: &CloudEvent) -> Result<Outcome, HandlerError> {
+    async fn apply(
+        &self,
+        delivery: &Delivery,
+        event: &CloudEvent,
+    ) -> Result<Outcome, HandlerError> {
         let mut tx = self.db.begin().await?;
         let outcome = if record_in_inbox(&mut tx, &self.spec.group, &event.id).await? {
             self.spec.handler.handle(&mut tx, event).await?;
@@ -408,7 +444,9 @@ impl ConsumerRunner {
             key: delivery.key.clone(),
             headers,
             // The outbox stores text; a non-UTF-8 payload is kept readable.
-            payload: String::from_utf8_lossy(&delivery.payload).into_owned().into_bytes(),
+            payload: String::from_utf8_lossy(&delivery.payload)
+                .into_owned()
+                .into_bytes(),
         };
         let mut tx = self.db.begin().await?;
         // A dead-lettered event counts as handled: a redelivery must not
@@ -431,7 +469,11 @@ impl ConsumerRunner {
 }
 
 /// Records `event_id` as applied by `group`; `false` if it already was.
-pub async fn record_in_inbox(tx: &mut Tx, group: &str, event_id: &str) -> Result<bool, sqlx::Error> {
+pub async fn record_in_inbox(
+    tx: &mut Tx,
+    group: &str,
+    event_id: &str,
+) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO kart_inbox (consumer_group, event_id, processed_at) VALUES ($1, $2, $3)
          ON CONFLICT (consumer_group, event_id) DO NOTHING",

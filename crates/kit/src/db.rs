@@ -95,8 +95,7 @@ impl Db {
                 if let Some(parent) = Path::new(&path).parent()
                     && !parent.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| setup_error(sqlx::Error::Io(e)))?;
+                    std::fs::create_dir_all(parent).map_err(|e| setup_error(sqlx::Error::Io(e)))?;
                 }
                 if raw.contains('?') {
                     raw.to_owned()
@@ -202,7 +201,10 @@ pub fn mask_password(url: &str) -> String {
 /// Every service owns a PostgreSQL database; a fresh cluster does not have
 /// them yet. Connects to the `postgres` maintenance database on the same
 /// server and creates the missing one.
-async fn create_postgres_database_if_missing(url: &str, timeout: Duration) -> Result<(), sqlx::Error> {
+async fn create_postgres_database_if_missing(
+    url: &str,
+    timeout: Duration,
+) -> Result<(), sqlx::Error> {
     use sqlx::ConnectOptions;
     use sqlx::postgres::PgConnectOptions;
 
@@ -220,7 +222,10 @@ async fn create_postgres_database_if_missing(url: &str, timeout: Duration) -> Re
         .await?;
     if exists.is_none() {
         let quoted = format!("\"{}\"", database.replace('"', "\"\""));
-        match conn.execute(format!("CREATE DATABASE {quoted}").as_str()).await {
+        match conn
+            .execute(format!("CREATE DATABASE {quoted}").as_str())
+            .await
+        {
             Ok(_) => {}
             // Another instance of the service created it first.
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}

@@ -80,7 +80,10 @@ async fn readyz(State(readiness): State<Readiness>) -> Response {
         let result = tokio::time::timeout(CHECK_TIMEOUT, db.ping()).await;
         let ok = matches!(result, Ok(Ok(())));
         ready &= ok;
-        checks.insert("database".into(), json!(if ok { "ok" } else { "unreachable" }));
+        checks.insert(
+            "database".into(),
+            json!(if ok { "ok" } else { "unreachable" }),
+        );
     }
     if let Some(bus) = &readiness.bus {
         let result = tokio::time::timeout(CHECK_TIMEOUT, bus.ping()).await;
@@ -147,7 +150,11 @@ async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Nex
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| {
-        tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1000.0, "request finished");
+        tracing::info!(
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request finished"
+        );
     });
     metrics
         .http
@@ -179,7 +186,11 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)
 
 /// Serves until `shutdown`, then stops accepting and lets in-flight
 /// requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

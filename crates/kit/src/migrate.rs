@@ -141,7 +141,12 @@ pub async fn run(db: &Db, scope: &str, migrations: &[Migration]) -> Result<usize
         .await?;
         tx.commit().await?;
         applied_now += 1;
-        tracing::info!(scope, version = migration.version, name = migration.name, "migration applied");
+        tracing::info!(
+            scope,
+            version = migration.version,
+            name = migration.name,
+            "migration applied"
+        );
     }
     Ok(applied_now)
 }

@@ -37,8 +37,8 @@ pub async fn enqueue(tx: &mut Tx, topic: &str, event: &CloudEvent) -> Result<(),
 pub async fn enqueue_record(tx: &mut Tx, record: &Record) -> Result<(), sqlx::Error> {
     let headers =
         serde_json::to_string(&record.headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let payload = String::from_utf8(record.payload.clone())
-        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let payload =
+        String::from_utf8(record.payload.clone()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
          VALUES ($1, $2, $3, $4, $5)",
@@ -247,7 +247,9 @@ impl Backoff {
         let factor = 2_u32.saturating_pow(self.attempt.min(20));
         self.attempt = self.attempt.saturating_add(1);
         let ceiling = self.initial.saturating_mul(factor).min(self.max);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = u64::try_from(ceiling.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         Duration::from_millis(fastrand::u64(millis / 2..=millis))
     }
 
@@ -270,7 +272,10 @@ mod tests {
 
     #[test]
     fn consecutive_ids_collapse_into_runs() {
-        assert_eq!(consecutive_runs(&[1, 2, 3, 7, 8, 10]), vec![(1, 3), (7, 8), (10, 10)]);
+        assert_eq!(
+            consecutive_runs(&[1, 2, 3, 7, 8, 10]),
+            vec![(1, 3), (7, 8), (10, 10)]
+        );
         assert_eq!(consecutive_runs(&[]), vec![]);
     }
 

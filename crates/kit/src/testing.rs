@@ -50,7 +50,10 @@ pub async fn postgres_db() -> Db {
 
 /// A fresh SQLite database in `dir`.
 pub async fn sqlite_db(dir: &Path) -> Db {
-    let url = format!("sqlite://{}", dir.join(format!("{}.db", unique("db"))).display());
+    let url = format!(
+        "sqlite://{}",
+        dir.join(format!("{}.db", unique("db"))).display()
+    );
     Db::connect(&SecretString::from(url), &database_settings())
         .await
         .expect("SQLite database for tests")

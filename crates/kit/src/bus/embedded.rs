@@ -22,7 +22,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
 
-use super::{BusError, Delivery, EventBus, Headers, Record, Subscription, TopicInfo, TopicSpec, partition_for};
+use super::{
+    BusError, Delivery, EventBus, Headers, Record, Subscription, TopicInfo, TopicSpec,
+    partition_for,
+};
 
 /// How many records one read pulls from a partition.
 const FETCH_BATCH: i64 = 256;
@@ -121,7 +124,10 @@ impl EmbeddedBus {
             for high in highs {
                 let partition: i64 = high.get(0);
                 let end: i64 = high.get(1);
-                if let Some(slot) = usize::try_from(partition).ok().and_then(|p| ends.get_mut(p)) {
+                if let Some(slot) = usize::try_from(partition)
+                    .ok()
+                    .and_then(|p| ends.get_mut(p))
+                {
                     *slot = end;
                 }
             }
@@ -308,11 +314,9 @@ impl EventBus for EmbeddedBus {
             })
             .collect();
         self.inner.ensure_topics(&specs).await?;
-        let mut membership = self.inner.membership.subscribe();
+        let membership = self.inner.membership.subscribe();
         let published = self.inner.published.subscribe();
         let member = self.inner.join(group);
-        // Our own join is a change we are about to act on.
-        membership.mark_changed();
         let mut topics = topics.to_vec();
         topics.sort();
         topics.dedup();
@@ -323,6 +327,8 @@ impl EventBus for EmbeddedBus {
             member,
             membership,
             published,
+            // Forces the first assignment on the first read.
+            assigned_at_membership: u64::MAX,
             positions: HashMap::new(),
             assigned: Vec::new(),
             buffer: VecDeque::new(),
@@ -359,6 +365,10 @@ struct EmbeddedSubscription {
     member: u64,
     membership: watch::Receiver<u64>,
     published: watch::Receiver<u64>,
+    /// The membership version the current assignment was computed for. Kept
+    /// here, not in the watch receiver's "seen" mark, so a read cancelled in
+    /// the middle of a rebalance redoes it.
+    assigned_at_membership: u64,
     /// Next offset to deliver, per assigned partition.
     positions: HashMap<(String, i32), i64>,
     assigned: Vec<(String, i32)>,
@@ -476,9 +486,10 @@ impl EmbeddedSubscription {
 impl Subscription for EmbeddedSubscription {
     async fn next(&mut self) -> Result<Delivery, BusError> {
         loop {
-            if self.membership.has_changed().unwrap_or(false) {
-                self.membership.borrow_and_update();
+            let membership = *self.membership.borrow_and_update();
+            if membership != self.assigned_at_membership {
                 self.rebalance().await?;
+                self.assigned_at_membership = membership;
             }
             while let Some(delivery) = self.buffer.pop_front() {
                 let key = (delivery.topic.clone(), delivery.partition);
@@ -499,11 +510,7 @@ impl Subscription for EmbeddedSubscription {
             }
             tokio::select! {
                 changed = self.published.changed() => changed.map_err(other)?,
-                changed = self.membership.changed() => {
-                    changed.map_err(other)?;
-                    // Leave it marked for the top of the loop.
-                    self.membership.mark_changed();
-                }
+                changed = self.membership.changed() => changed.map_err(other)?,
             }
         }
     }
@@ -543,6 +550,10 @@ impl Subscription for EmbeddedSubscription {
 
     fn assignment_generation(&self) -> u64 {
         self.generation
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.assigned.clone()
     }
 }
 

@@ -8,8 +8,9 @@
 //! Consumers join groups with auto-commit off; positions are committed after
 //! the handler's transaction, and only as a hint (see [`crate::consumer`]).
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +37,9 @@ pub struct KafkaBus {
     brokers: String,
     producer: FutureProducer,
     replication_factor: i32,
+    default_partitions: i32,
+    /// Topics known to exist, so each is created at most once per process.
+    known_topics: Arc<Mutex<HashSet<String>>>,
 }
 
 impl KafkaBus {
@@ -48,7 +52,10 @@ impl KafkaBus {
             .set("acks", "all")
             .set("linger.ms", "1")
             .set("message.timeout.ms", "30000")
-            .set("enable.idempotence", settings.idempotent_producer.to_string());
+            .set(
+                "enable.idempotence",
+                settings.idempotent_producer.to_string(),
+            );
         if !settings.idempotent_producer {
             // Without idempotence, retries could reorder batches in flight.
             config.set("max.in.flight.requests.per.connection", "1");
@@ -60,9 +67,42 @@ impl KafkaBus {
             brokers: settings.brokers.clone(),
             producer,
             replication_factor: settings.replication_factor,
+            default_partitions: settings.partitions,
+            known_topics: Arc::default(),
         };
         bus.ping().await?;
         Ok(bus)
+    }
+
+    /// Creates the topics among `names` not known to exist yet, with the
+    /// default partition count: the same auto-creation the embedded bus
+    /// does, without depending on the broker's `auto.create.topics.enable`.
+    async fn ensure_topics<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), BusError> {
+        let unknown: Vec<TopicSpec> = {
+            let known = self
+                .known_topics
+                .lock()
+                .map_err(|e| BusError::Other(e.to_string()))?;
+            let mut unknown: Vec<TopicSpec> = names
+                .into_iter()
+                .filter(|name| !known.contains(*name))
+                .map(|name| TopicSpec {
+                    name: name.to_owned(),
+                    partitions: self.default_partitions,
+                })
+                .collect();
+            unknown.sort_by(|a, b| a.name.cmp(&b.name));
+            unknown.dedup();
+            unknown
+        };
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            self.create_topics(&unknown).await
+        }
     }
 
     fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
@@ -115,10 +155,15 @@ impl EventBus for KafkaBus {
                 }
             }
         }
+        if let Ok(mut known) = self.known_topics.lock() {
+            known.extend(topics.iter().map(|t| t.name.clone()));
+        }
         Ok(())
     }
 
     async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
+        self.ensure_topics(records.iter().map(|r| r.topic.as_str()))
+            .await?;
         let mut pending = Vec::with_capacity(records.len());
         for record in records {
             let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -178,6 +223,8 @@ impl EventBus for KafkaBus {
         group: &str,
         topics: &[String],
     ) -> Result<Box<dyn Subscription>, BusError> {
+        self.ensure_topics(topics.iter().map(String::as_str))
+            .await?;
         let generation = Arc::new(AtomicU64::new(0));
         let context = GroupContext {
             generation: Arc::clone(&generation),
@@ -327,5 +374,17 @@ impl Subscription for KafkaSubscription {
 
     fn assignment_generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.consumer
+            .assignment()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }

@@ -105,8 +105,11 @@ pub trait EventBus: Send + Sync + 'static {
     async fn publish(&self, records: &[Record]) -> Result<(), BusError>;
 
     /// Joins consumer group `group` on `topics`.
-    async fn subscribe(&self, group: &str, topics: &[String])
-    -> Result<Box<dyn Subscription>, BusError>;
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, BusError>;
 
     /// Readiness: can the bus be reached right now?
     async fn ping(&self) -> Result<(), BusError>;
@@ -118,7 +121,8 @@ pub trait EventBus: Send + Sync + 'static {
 /// One member of a consumer group.
 #[async_trait]
 pub trait Subscription: Send {
-    /// The next record from a partition assigned to this member; waits for one.
+    /// The next record from a partition assigned to this member; waits for
+    /// one. Cancel-safe: dropping the future loses no record.
     async fn next(&mut self) -> Result<Delivery, BusError>;
 
     /// Repositions a partition: its next delivery is the record at `offset`.
@@ -126,12 +130,19 @@ pub trait Subscription: Send {
 
     /// Stores the group's position on the bus. Advisory: Kart's consumers
     /// keep the authoritative position in their own database.
-    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64)
-    -> Result<(), BusError>;
+    async fn commit(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), BusError>;
 
     /// Counts assignment changes; a consumer drops what it cached about its
     /// partitions whenever this moves.
     fn assignment_generation(&self) -> u64;
+
+    /// The partitions assigned to this member right now.
+    fn assignment(&self) -> Vec<(String, i32)>;
 }
 
 /// The partition a key maps to. FNV-1a, so it is stable across processes and

@@ -1,0 +1,119 @@
+//! Broker conformance: what Kart relies on from a Kafka-protocol broker,
+//! checked on the test broker itself, so that a broker defect is named as
+//! such and never mistaken for (or hiding) one of Kart's.
+//!
+//! Relied on, and asserted: every produced record is readable, with its key
+//! and headers, in produce order within its partition.
+//!
+//! Not relied on, but measured: a consumer group's committed offsets. Kart
+//! keeps its own positions (see `kit::consumer`), so a broker that loses or
+//! misplaces commits costs redeliveries, not data. A broker defect listed in
+//! `KART_TEST_BROKER_KNOWN_DEFECTS` (the test command sets it for the broker
+//! it starts) is reported; any other failure fails the test.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use kit::bus::{Record, TopicSpec};
+
+const RECORDS: usize = 3000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_broker_keeps_what_kart_relies_on() {
+    let bus = kit::testing::kafka_bus().await;
+    let topic = kit::testing::unique("conformance");
+    bus.create_topics(&[TopicSpec {
+        name: topic.clone(),
+        partitions: 3,
+    }])
+    .await
+    .unwrap();
+    let records: Vec<Record> = (0..RECORDS)
+        .map(|i| Record {
+            topic: topic.clone(),
+            key: format!("k{}", i % 100),
+            headers: vec![("seq".into(), i.to_string())],
+            payload: format!("v{i}").into_bytes(),
+        })
+        .collect();
+    for chunk in records.chunks(500) {
+        bus.publish(chunk).await.unwrap();
+    }
+
+    // A fresh group reads everything, each key's records in order.
+    let mut subscription = bus
+        .subscribe(&kit::testing::unique("fresh"), std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mut seen = HashSet::new();
+    let mut last_seq_by_key: HashMap<String, usize> = HashMap::new();
+    let mut last_offset_by_partition: HashMap<i32, i64> = HashMap::new();
+    tokio::time::timeout(Duration::from_secs(90), async {
+        while seen.len() < RECORDS {
+            let d = subscription.next().await.unwrap();
+            let seq: usize = d.header("seq").unwrap().parse().unwrap();
+            assert_eq!(d.payload, format!("v{seq}").into_bytes(), "payload intact");
+            assert_eq!(d.key, format!("k{}", seq % 100), "key intact");
+            if let Some(last) = last_offset_by_partition.insert(d.partition, d.offset) {
+                assert!(
+                    d.offset > last,
+                    "offsets grow within partition {}",
+                    d.partition
+                );
+            }
+            if let Some(last) = last_seq_by_key.insert(d.key.clone(), seq) {
+                assert!(seq > last, "{} delivered out of produce order", d.key);
+            }
+            seen.insert(seq);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("broker returned {} of {RECORDS} records", seen.len()));
+    drop(subscription);
+
+    // Group commits across a restart (measured, not relied on).
+    let group = kit::testing::unique("committing");
+    let mut distinct = HashSet::new();
+    let mut subscription = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    while distinct.len() < RECORDS / 2 {
+        let d = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+            .await
+            .expect("first pass reads")
+            .unwrap();
+        subscription
+            .commit(&d.topic, d.partition, d.offset + 1)
+            .await
+            .unwrap();
+        distinct.insert(d.header("seq").unwrap().to_owned());
+    }
+    drop(subscription);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut subscription = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(10), subscription.next()).await {
+        distinct.insert(d.header("seq").unwrap().to_owned());
+        if distinct.len() == RECORDS {
+            break;
+        }
+    }
+    if distinct.len() == RECORDS {
+        return;
+    }
+    let known = std::env::var("KART_TEST_BROKER_KNOWN_DEFECTS").unwrap_or_default();
+    let report = format!(
+        "BROKER DEFECT group-commit: a consumer group that committed its offsets and \
+         restarted read {} of {RECORDS} distinct records (records were skipped by \
+         the broker's committed positions). Kart does not rely on broker commits.",
+        distinct.len()
+    );
+    assert!(
+        known.split(',').any(|d| d.trim() == "group-commit"),
+        "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
+    );
+    eprintln!("{report} (known for this broker)");
+}
