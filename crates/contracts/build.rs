@@ -1,0 +1,14 @@
+//! Compiles the gRPC definitions with protox (a Rust protobuf compiler), so
+//! building Kart needs no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = [
+        "proto/kart/users/v1/users.proto",
+        "proto/kart/catalog/v1/catalog.proto",
+        "proto/kart/inventory/v1/inventory.proto",
+    ];
+    println!("cargo:rerun-if-changed=proto");
+    let descriptors = protox::compile(protos, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}
