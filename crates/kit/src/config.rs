@@ -104,6 +104,9 @@ pub struct HttpSettings {
 pub struct ServiceSettings {
     /// The HTTP port; 0 asks the OS for a free one (tests do this).
     pub port: Option<u16>,
+    /// Where other services reach this one (the gateway's upstream), e.g.
+    /// `http://orders:8084`. Defaults to this host and port.
+    pub url: Option<String>,
 }
 
 fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
@@ -122,18 +125,25 @@ pub enum ConfigError {
 impl Settings {
     /// Built-in defaults for a mode, before any file or environment layer.
     pub fn defaults(mode: Mode) -> Settings {
-        let (url, bus_kind) = match mode {
-            Mode::Embedded => ("sqlite://{data_dir}/{service}.db", BusKind::Embedded),
+        // Embedded mode is someone at a terminal; distributed mode feeds a
+        // log shipper.
+        let (url, bus_kind, log_format) = match mode {
+            Mode::Embedded => (
+                "sqlite://{data_dir}/{service}.db",
+                BusKind::Embedded,
+                LogFormat::Pretty,
+            ),
             Mode::Distributed => (
                 "postgres://postgres@127.0.0.1:5432/kart_{service}",
                 BusKind::Kafka,
+                LogFormat::Json,
             ),
         };
         Settings {
             data_dir: PathBuf::from("data"),
             telemetry: TelemetrySettings {
                 log_level: "info".into(),
-                log_format: LogFormat::Json,
+                log_format,
             },
             database: DatabaseSettings {
                 url: SecretString::from(url),
@@ -234,6 +244,21 @@ impl Settings {
                 .embedded_path
                 .replace("{data_dir}", &self.data_dir.to_string_lossy()),
         )
+    }
+
+    /// Where other services reach `service`: its configured URL, or
+    /// `http://<http.host>:<port>`.
+    pub fn service_url(&self, service: &str, default_port: u16) -> String {
+        self.services
+            .get(service)
+            .and_then(|s| s.url.clone())
+            .unwrap_or_else(|| {
+                format!(
+                    "http://{}:{}",
+                    self.http.host,
+                    self.port_of(service, default_port)
+                )
+            })
     }
 
     /// The configured port of a service, or its default.

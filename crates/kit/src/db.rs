@@ -53,13 +53,13 @@ impl std::fmt::Debug for Db {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot reach database {url}: {source}")]
+    #[error("cannot reach database {url}")]
     Connect {
         url: String,
         #[source]
         source: sqlx::Error,
     },
-    #[error("database {url}: {source}")]
+    #[error("database {url}")]
     Setup {
         url: String,
         #[source]

@@ -61,7 +61,7 @@ pub enum MigrateError {
         version: i64,
         name: String,
     },
-    #[error("migration {scope}/{version} ({name}) failed: {source}")]
+    #[error("migration {scope}/{version} ({name}) failed")]
     Failed {
         scope: String,
         version: i64,

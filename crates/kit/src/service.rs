@@ -83,32 +83,32 @@ pub trait Service: Send + Sync {
 /// Why a service did not start, phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("{service}: {source}")]
+    #[error("{service}")]
     Database {
         service: &'static str,
         #[source]
         source: crate::db::DbError,
     },
-    #[error("{service}: {source}")]
+    #[error("{service}")]
     Migration {
         service: &'static str,
         #[source]
         source: migrate::MigrateError,
     },
-    #[error("{service}: {source}")]
+    #[error("{service}")]
     Bus {
         service: &'static str,
         #[source]
         source: crate::bus::BusError,
     },
-    #[error("{service}: cannot listen on {addr}: {source}")]
+    #[error("{service}: cannot listen on {addr}")]
     Bind {
         service: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("{service}: {source}")]
+    #[error("{service}")]
     Build {
         service: &'static str,
         #[source]

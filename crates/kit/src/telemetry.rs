@@ -30,6 +30,7 @@ pub fn init(settings: &TelemetrySettings) {
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_span_events(FmtSpan::NONE)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr);
         let result = match settings.log_format {
             LogFormat::Json => builder

@@ -1,0 +1,258 @@
+//! The `kart` command: every way of running Kart.
+//!
+//! - `kart up`: all eight services in one process on embedded storage.
+//! - `kart serve <service>`: one service on PostgreSQL and Kafka.
+//! - `kart migrate`: apply database migrations without serving.
+//!
+//! The business code is the same in both modes; only the storage URL and
+//! the bus behind the `EventBus` trait differ.
+
+mod services;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kit::bus::SharedBus;
+use kit::bus::embedded::EmbeddedBus;
+use kit::bus::kafka::KafkaBus;
+use kit::config::{BusKind, Mode, Settings};
+use kit::service::{RunningService, prepare_database, start};
+use tokio_util::sync::CancellationToken;
+
+pub use services::{SERVICE_NAMES, service_by_name};
+
+/// Kart: an event-driven commerce backend.
+///
+/// Orders flow as events from a cart to a paid, stock-reserved, confirmed
+/// order, across eight services that each own their database.
+#[derive(Debug, Parser)]
+#[command(name = "kart", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// A TOML config file, layered over the defaults and under `KART__…`
+    /// environment variables (e.g. KART__DATABASE__URL).
+    #[arg(long, global = true, env = "KART_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "Examples:
+  kart up                          run everything locally; open http://127.0.0.1:8080
+  kart serve orders                run the orders service on PostgreSQL + Kafka
+  KART__BUS__BROKERS=kafka:9092 kart serve payments
+  kart migrate                     create and migrate every service's PostgreSQL database";
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in this process, with embedded storage (SQLite) and
+    /// an embedded event log under the data directory. Nothing to install.
+    Up {
+        /// Where the databases and the event log live.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run one service on PostgreSQL and a Kafka-protocol broker (distributed mode).
+    Serve {
+        /// gateway, users, catalog, inventory, orders, payments, notifications or analytics.
+        service: String,
+    },
+    /// Create and migrate service databases, then exit.
+    Migrate {
+        /// Services to migrate (default: all that keep a database).
+        services: Vec<String>,
+        /// Migrate the embedded (SQLite) databases instead of PostgreSQL.
+        #[arg(long)]
+        embedded: bool,
+    },
+}
+
+/// Runs a parsed command to completion.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up { data_dir } => {
+            let mut settings = Settings::load(Mode::Embedded, cli.config.as_deref())?;
+            if let Some(dir) = data_dir {
+                settings.data_dir = dir;
+            }
+            up(settings).await
+        }
+        Command::Serve { service } => {
+            // Name the service problem before any config or network trouble.
+            service_by_name(&service, &Settings::defaults(Mode::Distributed))?;
+            let settings = Settings::load(Mode::Distributed, cli.config.as_deref())?;
+            serve(&service, settings).await
+        }
+        Command::Migrate { services, embedded } => {
+            let mode = if embedded {
+                Mode::Embedded
+            } else {
+                Mode::Distributed
+            };
+            let settings = Settings::load(mode, cli.config.as_deref())?;
+            migrate(&services, &settings).await
+        }
+    }
+}
+
+async fn connect_bus(settings: &Settings) -> anyhow::Result<SharedBus> {
+    Ok(match settings.bus.kind {
+        BusKind::Embedded => {
+            let path = settings.embedded_bus_path();
+            Arc::new(
+                EmbeddedBus::open(&path, settings.bus.partitions)
+                    .await
+                    .with_context(|| format!("embedded event log {}", path.display()))?,
+            )
+        }
+        BusKind::Kafka => Arc::new(KafkaBus::connect(&settings.bus).await?),
+    })
+}
+
+/// `kart up`: the domain services first, then the gateway in front of them.
+async fn up(mut settings: Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    kit::telemetry::init(&settings.telemetry);
+    let bus = connect_bus(&settings).await?;
+    let shutdown = CancellationToken::new();
+    let mut running: Vec<RunningService> = Vec::new();
+    for name in SERVICE_NAMES.iter().filter(|n| **n != "gateway") {
+        let service = service_by_name(name, &settings)?;
+        let result = start(
+            service.as_ref(),
+            Arc::new(settings.clone()),
+            Arc::clone(&bus),
+            &shutdown,
+        )
+        .await;
+        match result {
+            Ok(service) => {
+                // The gateway reaches each service where it really listens.
+                settings.services.entry((*name).to_owned()).or_default().url = Some(service.url());
+                running.push(service);
+            }
+            Err(error) => {
+                stop_all(&shutdown, running, &settings).await;
+                return Err(error.into());
+            }
+        }
+    }
+    let gateway = service_by_name("gateway", &settings)?;
+    match start(
+        gateway.as_ref(),
+        Arc::new(settings.clone()),
+        Arc::clone(&bus),
+        &shutdown,
+    )
+    .await
+    {
+        Ok(service) => running.insert(0, service),
+        Err(error) => {
+            stop_all(&shutdown, running, &settings).await;
+            return Err(error.into());
+        }
+    }
+
+    println!(
+        "Kart is up (embedded mode, data in {}), ready in {} ms:",
+        settings.data_dir.display(),
+        started.elapsed().as_millis()
+    );
+    for service in &running {
+        println!("  {:<14} {}", service.name, service.url());
+    }
+    println!("Press Ctrl-C to stop.");
+
+    wait_for_stop_signal().await;
+    println!("Stopping…");
+    stop_all(&shutdown, running, &settings).await;
+    Ok(())
+}
+
+/// `kart serve <service>`.
+async fn serve(name: &str, settings: Settings) -> anyhow::Result<()> {
+    kit::telemetry::init(&settings.telemetry);
+    let service = service_by_name(name, &settings)?;
+    let bus = connect_bus(&settings).await?;
+    let shutdown = CancellationToken::new();
+    let running = start(service.as_ref(), Arc::new(settings.clone()), bus, &shutdown).await?;
+    println!("{} is serving at {}", running.name, running.url());
+    wait_for_stop_signal().await;
+    stop_all(&shutdown, vec![running], &settings).await;
+    Ok(())
+}
+
+/// `kart migrate`.
+async fn migrate(names: &[String], settings: &Settings) -> anyhow::Result<()> {
+    kit::telemetry::init(&settings.telemetry);
+    let names: Vec<String> = if names.is_empty() {
+        SERVICE_NAMES.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        names.to_vec()
+    };
+    for name in &names {
+        let service = service_by_name(name, settings)?;
+        let Some(migrations) = service.migrations() else {
+            continue;
+        };
+        let db = prepare_database(service.name(), settings, migrations).await?;
+        println!("{name}: migrated {}", db.display_url());
+        db.close().await;
+    }
+    Ok(())
+}
+
+/// Cancels every service and waits for them, up to the grace period.
+async fn stop_all(shutdown: &CancellationToken, running: Vec<RunningService>, settings: &Settings) {
+    shutdown.cancel();
+    let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
+    let all = futures_join(running);
+    if tokio::time::timeout(grace, all).await.is_err() {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "services did not stop in time; exiting anyway"
+        );
+    }
+}
+
+async fn futures_join(running: Vec<RunningService>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for service in running {
+        tasks.spawn(service.stopped());
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Ctrl-C, or SIGTERM (what container runtimes send).
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Refuses names that are not services, listing the ones that are.
+pub(crate) fn unknown_service(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "unknown service `{name}` (one of: {})",
+        SERVICE_NAMES.join(", ")
+    )
+}

@@ -1,0 +1,306 @@
+//! The `kart` binary, driven as a user drives it: as a process, over real
+//! sockets, stopped with real signals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const SERVICES: &[&str] = &[
+    "gateway",
+    "users",
+    "catalog",
+    "inventory",
+    "orders",
+    "payments",
+    "notifications",
+    "analytics",
+];
+
+fn kart() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kart"));
+    command
+        .env_remove("KART_CONFIG")
+        .env("KART__TELEMETRY__LOG_LEVEL", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Every service on a port the OS picks.
+fn on_free_ports(command: &mut Command) {
+    for service in SERVICES {
+        command.env(
+            format!("KART__SERVICES__{}__PORT", service.to_uppercase()),
+            "0",
+        );
+    }
+}
+
+/// Reads stdout lines until one satisfies `done`; returns all lines read.
+async fn read_until(child: &mut Child, done: impl Fn(&str) -> bool) -> Vec<String> {
+    let stdout = child.stdout.as_mut().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let finished = done(&line);
+            seen.push(line);
+            if finished {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .is_err()
+    {
+        panic!("kart did not get ready; it printed {seen:?}");
+    }
+    seen
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for exit; the issue asks for a clean exit within 5 seconds.
+async fn exits_within_5s(child: &mut Child) -> ExitStatus {
+    tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("kart stops within 5 seconds")
+        .unwrap()
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+/// What a failed start printed, and how it exited.
+async fn run_to_failure(command: &mut Command) -> (ExitStatus, String) {
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("kart gives up within 30 seconds")
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_line_error(stderr: &str, mentions: &[&str]) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for word in mentions {
+        assert!(lines[0].contains(word), "`{word}` not in: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = kart();
+    command.arg("up").arg("--data-dir").arg(dir.path());
+    on_free_ports(&mut command);
+    let mut child = command.spawn().unwrap();
+    let lines = read_until(&mut child, |l| l.starts_with("Press Ctrl-C")).await;
+
+    let urls: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            let name = parts.next()?;
+            let url = parts.next()?;
+            url.starts_with("http://")
+                .then(|| (name.to_owned(), url.to_owned()))
+        })
+        .collect();
+    let names: Vec<&str> = urls.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, SERVICES, "{lines:?}");
+    for (name, url) in &urls {
+        let response = get(&format!("{url}/healthz")).await;
+        assert_eq!(response.status(), 200, "{name}");
+        let response = get(&format!("{url}/readyz")).await;
+        assert_eq!(response.status(), 200, "{name} ready");
+        let metrics = get(&format!("{url}/metrics")).await.text().await.unwrap();
+        assert!(
+            metrics.contains(&format!("service=\"{name}\"")),
+            "{name} metrics"
+        );
+    }
+    let status: serde_json::Value = get(&format!("{}/api/v1/status", urls[0].1))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["ready"], true, "{status}");
+    assert_eq!(status["services"].as_array().unwrap().len(), 7);
+
+    // Each service keeps its own database file, beside the event log.
+    for name in &SERVICES[1..] {
+        assert!(dir.path().join(format!("{name}.db")).exists(), "{name}.db");
+    }
+    assert!(dir.path().join("bus.db").exists());
+
+    signal(&child, "INT");
+    let status = exits_within_5s(&mut child).await;
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn kart_serve_runs_each_service_on_postgres_and_the_broker() {
+    let brokers = kit::testing::kafka_brokers();
+    let run = kit::testing::unique("kart_test");
+    let mut children = Vec::new();
+    for service in SERVICES {
+        let mut command = kart();
+        command
+            .arg("serve")
+            .arg(service)
+            .env(
+                "KART__DATABASE__URL",
+                kit::testing::postgres_url(&format!("{run}_{{service}}")),
+            )
+            .env("KART__BUS__BROKERS", &brokers);
+        on_free_ports(&mut command);
+        children.push((service, command.spawn().unwrap()));
+    }
+    for (service, child) in &mut children {
+        let lines = read_until(child, |l| l.contains("is serving at")).await;
+        let url = lines.last().unwrap().rsplit(' ').next().unwrap().to_owned();
+        assert_eq!(
+            get(&format!("{url}/healthz")).await.status(),
+            200,
+            "{service}"
+        );
+        assert_eq!(
+            get(&format!("{url}/readyz")).await.status(),
+            200,
+            "{service} ready"
+        );
+    }
+    for (service, child) in &mut children {
+        signal(child, "TERM");
+        let status = exits_within_5s(child).await;
+        assert!(status.success(), "{service}: {status:?}");
+    }
+}
+
+#[tokio::test]
+async fn kart_migrate_creates_and_migrates_every_service_database() {
+    let run = kit::testing::unique("kart_test");
+    let mut command = kart();
+    command.arg("migrate").env(
+        "KART__DATABASE__URL",
+        kit::testing::postgres_url(&format!("{run}_{{service}}")),
+    );
+    let output = command.output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for service in &SERVICES[1..] {
+        assert!(stdout.contains(&format!("{service}: migrated")), "{stdout}");
+    }
+    // Twice is fine: nothing left to apply.
+    let again = kart()
+        .arg("migrate")
+        .env(
+            "KART__DATABASE__URL",
+            kit::testing::postgres_url(&format!("{run}_{{service}}")),
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+}
+
+#[tokio::test]
+async fn an_unknown_service_is_refused_in_one_line() {
+    let (status, stderr) = run_to_failure(kart().args(["serve", "shipping"])).await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["unknown service `shipping`", "orders"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_named_in_one_line() {
+    let (status, stderr) = run_to_failure(
+        kart()
+            .args(["serve", "orders"])
+            .env("KART__BUS__BROKERS", kit::testing::kafka_brokers())
+            .env(
+                "KART__DATABASE__URL",
+                "postgres://kart:hunter2@127.0.0.1:1/kart_orders",
+            )
+            .env("KART__DATABASE__CONNECT_TIMEOUT_SECS", "2"),
+    )
+    .await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["orders", "database", "127.0.0.1:1"]);
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password never prints: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_broker_list_is_named_in_one_line() {
+    let (status, stderr) = run_to_failure(
+        kart()
+            .args(["serve", "orders"])
+            .env("KART__BUS__BROKERS", "127.0.0.1:9092,broker-without-port"),
+    )
+    .await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["bus.brokers", "broker-without-port"]);
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_named_in_one_line() {
+    let (status, stderr) = run_to_failure(
+        kart()
+            .args(["serve", "gateway"])
+            .env("KART__BUS__BROKERS", "127.0.0.1:1"),
+    )
+    .await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["Kafka", "127.0.0.1:1"]);
+}
+
+#[tokio::test]
+async fn a_bad_config_value_is_named_by_its_key() {
+    let (status, stderr) = run_to_failure(
+        kart()
+            .args(["up"])
+            .env("KART__SERVICES__ORDERS__PORT", "eighty"),
+    )
+    .await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["services.orders.port"]);
+}
+
+#[tokio::test]
+async fn help_explains_the_commands() {
+    let output = kart().arg("--help").output().await.unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["up", "serve", "migrate", "kart up", "KART__"] {
+        assert!(help.contains(word), "`{word}` in help:\n{help}");
+    }
+}
