@@ -408,6 +408,13 @@ impl ConsumerRunner {
         } else {
             Outcome::Duplicate
         };
+        self.move_past(tx, delivery).await?;
+        Ok(outcome)
+    }
+
+    /// Stores the group's position past `delivery` and commits, then wakes
+    /// the relay for whatever the transaction outboxed.
+    async fn move_past(&self, mut tx: Tx, delivery: &Delivery) -> Result<(), sqlx::Error> {
         store_position(
             &mut tx,
             &self.spec.group,
@@ -417,9 +424,8 @@ impl ConsumerRunner {
         )
         .await?;
         tx.commit().await?;
-        // The handler may have outboxed events.
         self.outbox.notify();
-        Ok(outcome)
+        Ok(())
     }
 
     async fn dead_letter(
@@ -454,17 +460,7 @@ impl ConsumerRunner {
         if record_in_inbox(&mut tx, &self.spec.group, event_id).await? {
             enqueue_record(&mut tx, &record).await?;
         }
-        store_position(
-            &mut tx,
-            &self.spec.group,
-            &delivery.topic,
-            delivery.partition,
-            delivery.offset + 1,
-        )
-        .await?;
-        tx.commit().await?;
-        self.outbox.notify();
-        Ok(())
+        self.move_past(tx, delivery).await
     }
 }
 

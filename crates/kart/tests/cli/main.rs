@@ -9,16 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const SERVICES: &[&str] = &[
-    "gateway",
-    "users",
-    "catalog",
-    "inventory",
-    "orders",
-    "payments",
-    "notifications",
-    "analytics",
-];
+use kart::SERVICE_NAMES as SERVICES;
 
 fn kart() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_kart"));

@@ -87,13 +87,8 @@ async fn the_relay_delivers_every_event_once_in_key_order_across_crashes(
     let total = usize::try_from(KEYS * PER_KEY).unwrap();
 
     // A bus that, now and then, writes part of a batch and then "crashes".
-    let flaky = support::FlakyBus::wrap(Arc::clone(&h.bus), 3);
-    let mut relay = Relay::new(
-        h.db.clone(),
-        flaky.clone(),
-        h.metrics.clone(),
-        Default::default(),
-    );
+    let flaky = support::FaultyBus::crashing(Arc::clone(&h.bus), 3);
+    let mut relay = Relay::new(h.db.clone(), flaky, h.metrics.clone(), Default::default());
     relay.batch_size = 25;
     let mut partial_failures = 0;
     // Run batches by hand until three crashes have happened mid-batch.
@@ -108,7 +103,7 @@ async fn the_relay_delivers_every_event_once_in_key_order_across_crashes(
         let shutdown = tokio_util::sync::CancellationToken::new();
         let mut relay = Relay::new(
             h.db.clone(),
-            support::SlowBus::wrap(Arc::clone(&h.bus)),
+            support::FaultyBus::slow(Arc::clone(&h.bus)),
             h.metrics.clone(),
             Default::default(),
         );

@@ -332,28 +332,41 @@ pub async fn read_all(bus: &SharedBus, topic: &str, expected: usize) -> Vec<Deli
     out
 }
 
-/// Delegates to a real bus, but on every other publish while `crashes` last,
-/// writes only the first half of the batch and then fails: a relay that
-/// died halfway through a batch.
-#[derive(Clone)]
-pub struct FlakyBus {
+/// Delegates to a real bus, with faults on purpose:
+/// - `partial_crashes`: on every other publish, while they last, writes only
+///   the first half of the batch and then fails (a relay that died halfway
+///   through a batch);
+/// - `delay_after_publish`: dawdles after each publish, widening the window
+///   between "published" and "deleted from the outbox" where a killed relay
+///   leaves rows to be published again.
+pub struct FaultyBus {
     inner: SharedBus,
-    crashes_left: Arc<AtomicU32>,
-    calls: Arc<AtomicU32>,
+    partial_crashes_left: AtomicU32,
+    delay_after_publish: Duration,
+    calls: AtomicU32,
 }
 
-impl FlakyBus {
-    pub fn wrap(inner: SharedBus, crashes: u32) -> SharedBus {
-        Arc::new(FlakyBus {
+impl FaultyBus {
+    pub fn crashing(inner: SharedBus, partial_crashes: u32) -> SharedBus {
+        Self::wrap(inner, partial_crashes, Duration::ZERO)
+    }
+
+    pub fn slow(inner: SharedBus) -> SharedBus {
+        Self::wrap(inner, 0, Duration::from_millis(4))
+    }
+
+    fn wrap(inner: SharedBus, partial_crashes: u32, delay_after_publish: Duration) -> SharedBus {
+        Arc::new(FaultyBus {
             inner,
-            crashes_left: Arc::new(AtomicU32::new(crashes)),
-            calls: Arc::new(AtomicU32::new(0)),
+            partial_crashes_left: AtomicU32::new(partial_crashes),
+            delay_after_publish,
+            calls: AtomicU32::new(0),
         })
     }
 }
 
 #[async_trait]
-impl EventBus for FlakyBus {
+impl EventBus for FaultyBus {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -362,52 +375,16 @@ impl EventBus for FlakyBus {
     }
     async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        if call % 2 == 1 && records.len() >= 2 && self.crashes_left.load(Ordering::SeqCst) > 0 {
-            self.crashes_left.fetch_sub(1, Ordering::SeqCst);
+        if call % 2 == 1
+            && records.len() >= 2
+            && self.partial_crashes_left.load(Ordering::SeqCst) > 0
+        {
+            self.partial_crashes_left.fetch_sub(1, Ordering::SeqCst);
             self.inner.publish(&records[..records.len() / 2]).await?;
             return Err(BusError::Other("simulated crash mid-batch".into()));
         }
-        self.inner.publish(records).await
-    }
-    async fn subscribe(
-        &self,
-        group: &str,
-        topics: &[String],
-    ) -> Result<Box<dyn Subscription>, BusError> {
-        self.inner.subscribe(group, topics).await
-    }
-    async fn ping(&self) -> Result<(), BusError> {
-        self.inner.ping().await
-    }
-    async fn describe_topics(&self) -> Result<Vec<TopicInfo>, BusError> {
-        self.inner.describe_topics().await
-    }
-}
-
-/// Delegates to a real bus and dawdles after each publish, widening the
-/// window between "published" and "deleted from the outbox" where a killed
-/// relay leaves rows to be published again.
-pub struct SlowBus {
-    inner: SharedBus,
-}
-
-impl SlowBus {
-    pub fn wrap(inner: SharedBus) -> SharedBus {
-        Arc::new(SlowBus { inner })
-    }
-}
-
-#[async_trait]
-impl EventBus for SlowBus {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
-        self.inner.create_topics(topics).await
-    }
-    async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
         self.inner.publish(records).await?;
-        tokio::time::sleep(Duration::from_millis(4)).await;
+        tokio::time::sleep(self.delay_after_publish).await;
         Ok(())
     }
     async fn subscribe(
