@@ -112,63 +112,101 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<SharedBus> {
     })
 }
 
-/// `kart up`: the domain services first, then the gateway in front of them.
-async fn up(mut settings: Settings) -> anyhow::Result<()> {
-    let started = Instant::now();
-    kit::telemetry::init(&settings.telemetry);
-    let bus = connect_bus(&settings).await?;
-    let shutdown = CancellationToken::new();
-    let mut running: Vec<RunningService> = Vec::new();
-    for name in SERVICE_NAMES.iter().filter(|n| **n != "gateway") {
-        let service = service_by_name(name, &settings)?;
-        let result = start(
-            service.as_ref(),
-            Arc::new(settings.clone()),
-            Arc::clone(&bus),
-            &shutdown,
-        )
-        .await;
-        match result {
-            Ok(service) => {
-                // The gateway reaches each service where it really listens.
-                settings.services.entry((*name).to_owned()).or_default().url = Some(service.url());
-                running.push(service);
+/// All eight services running in this process: what `kart up` runs, and
+/// what end-to-end tests start (with every port 0 and a temporary data
+/// directory) to get a whole Kart to talk to.
+pub struct System {
+    pub services: Vec<RunningService>,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+impl System {
+    /// Starts the domain services first, then the gateway in front of them,
+    /// on the bus `settings` name. If any fails, those started are stopped.
+    pub async fn start(mut settings: Settings) -> anyhow::Result<System> {
+        let bus = connect_bus(&settings).await?;
+        let mut system = System {
+            services: Vec::new(),
+            shutdown: CancellationToken::new(),
+            grace: Duration::from_secs(settings.http.shutdown_grace_secs),
+        };
+        for name in SERVICE_NAMES.iter().filter(|n| **n != "gateway") {
+            let service = service_by_name(name, &settings)?;
+            let started = start(
+                service.as_ref(),
+                Arc::new(settings.clone()),
+                Arc::clone(&bus),
+                &system.shutdown,
+            )
+            .await;
+            match started {
+                Ok(service) => {
+                    // The gateway reaches each service where it really listens.
+                    settings.services.entry((*name).to_owned()).or_default().url =
+                        Some(service.url());
+                    system.services.push(service);
+                }
+                Err(error) => {
+                    system.stop().await;
+                    return Err(error.into());
+                }
             }
+        }
+        let gateway = service_by_name("gateway", &settings)?;
+        match start(gateway.as_ref(), Arc::new(settings), bus, &system.shutdown).await {
+            Ok(service) => system.services.insert(0, service),
             Err(error) => {
-                stop_all(&shutdown, running, &settings).await;
+                system.stop().await;
                 return Err(error.into());
             }
         }
-    }
-    let gateway = service_by_name("gateway", &settings)?;
-    match start(
-        gateway.as_ref(),
-        Arc::new(settings.clone()),
-        Arc::clone(&bus),
-        &shutdown,
-    )
-    .await
-    {
-        Ok(service) => running.insert(0, service),
-        Err(error) => {
-            stop_all(&shutdown, running, &settings).await;
-            return Err(error.into());
-        }
+        Ok(system)
     }
 
+    /// The base URL of a running service.
+    pub fn url(&self, name: &str) -> Option<String> {
+        self.services
+            .iter()
+            .find(|s| s.name == name)
+            .map(RunningService::url)
+    }
+
+    /// Stops every service and waits for them, up to the grace period.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let mut tasks = tokio::task::JoinSet::new();
+        for service in self.services {
+            tasks.spawn(service.stopped());
+        }
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(self.grace, all).await.is_err() {
+            tracing::warn!(
+                grace_secs = self.grace.as_secs(),
+                "services did not stop in time"
+            );
+        }
+    }
+}
+
+/// `kart up`.
+async fn up(settings: Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    kit::telemetry::init(&settings.telemetry);
+    let data_dir = settings.data_dir.clone();
+    let system = System::start(settings).await?;
     println!(
         "Kart is up (embedded mode, data in {}), ready in {} ms:",
-        settings.data_dir.display(),
+        data_dir.display(),
         started.elapsed().as_millis()
     );
-    for service in &running {
+    for service in &system.services {
         println!("  {:<14} {}", service.name, service.url());
     }
     println!("Press Ctrl-C to stop.");
-
     wait_for_stop_signal().await;
     println!("Stopping…");
-    stop_all(&shutdown, running, &settings).await;
+    system.stop().await;
     Ok(())
 }
 
@@ -181,7 +219,12 @@ async fn serve(name: &str, settings: Settings) -> anyhow::Result<()> {
     let running = start(service.as_ref(), Arc::new(settings.clone()), bus, &shutdown).await?;
     println!("{} is serving at {}", running.name, running.url());
     wait_for_stop_signal().await;
-    stop_all(&shutdown, vec![running], &settings).await;
+    let system = System {
+        services: vec![running],
+        shutdown,
+        grace: Duration::from_secs(settings.http.shutdown_grace_secs),
+    };
+    system.stop().await;
     Ok(())
 }
 
@@ -203,27 +246,6 @@ async fn migrate(names: &[String], settings: &Settings) -> anyhow::Result<()> {
         db.close().await;
     }
     Ok(())
-}
-
-/// Cancels every service and waits for them, up to the grace period.
-async fn stop_all(shutdown: &CancellationToken, running: Vec<RunningService>, settings: &Settings) {
-    shutdown.cancel();
-    let grace = Duration::from_secs(settings.http.shutdown_grace_secs);
-    let all = futures_join(running);
-    if tokio::time::timeout(grace, all).await.is_err() {
-        tracing::warn!(
-            grace_secs = grace.as_secs(),
-            "services did not stop in time; exiting anyway"
-        );
-    }
-}
-
-async fn futures_join(running: Vec<RunningService>) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for service in running {
-        tasks.spawn(service.stopped());
-    }
-    while tasks.join_next().await.is_some() {}
 }
 
 /// Ctrl-C, or SIGTERM (what container runtimes send).

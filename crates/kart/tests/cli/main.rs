@@ -287,6 +287,34 @@ async fn a_bad_config_value_is_named_by_its_key() {
 }
 
 #[tokio::test]
+async fn the_whole_system_starts_in_process_on_free_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = kit::config::Settings::defaults(kit::config::Mode::Embedded);
+    settings.data_dir = dir.path().to_owned();
+    for name in SERVICES {
+        settings
+            .services
+            .entry((*name).to_owned())
+            .or_default()
+            .port = Some(0);
+    }
+    let system = kart::System::start(settings).await.unwrap();
+    let gateway = system.url("gateway").unwrap();
+    assert!(!gateway.ends_with(":8080"), "a free port, not the default");
+    let status: serde_json::Value = get(&format!("{gateway}/api/v1/status"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["ready"], true, "{status}");
+    system.stop().await;
+    assert!(
+        reqwest::get(format!("{gateway}/healthz")).await.is_err(),
+        "stopped means stopped"
+    );
+}
+
+#[tokio::test]
 async fn help_explains_the_commands() {
     let output = kart().arg("--help").output().await.unwrap();
     assert!(output.status.success());
