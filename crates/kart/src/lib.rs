@@ -70,30 +70,51 @@ pub enum Command {
     },
 }
 
-/// Runs a parsed command to completion.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Up { data_dir } => {
-            let mut settings = Settings::load(Mode::Embedded, cli.config.as_deref())?;
-            if let Some(dir) = data_dir {
-                settings.data_dir = dir;
-            }
-            up(settings).await
-        }
-        Command::Serve { service } => {
-            // Name the service problem before any config or network trouble.
-            service_by_name(&service, &Settings::defaults(Mode::Distributed))?;
-            let settings = Settings::load(Mode::Distributed, cli.config.as_deref())?;
-            serve(&service, settings).await
-        }
-        Command::Migrate { services, embedded } => {
-            let mode = if embedded {
-                Mode::Embedded
-            } else {
+/// What to run, with its settings loaded and validated.
+pub struct Invocation {
+    pub command: Command,
+    pub settings: Settings,
+}
+
+impl Invocation {
+    /// Reads and checks everything the command needs before anything starts:
+    /// the service name, then the configuration.
+    pub fn load(cli: Cli) -> anyhow::Result<Invocation> {
+        let mode = match &cli.command {
+            Command::Up { .. } | Command::Migrate { embedded: true, .. } => Mode::Embedded,
+            Command::Serve { service } => {
+                service_by_name(service, &Settings::defaults(Mode::Distributed))?;
                 Mode::Distributed
-            };
-            let settings = Settings::load(mode, cli.config.as_deref())?;
-            migrate(&services, &settings).await
+            }
+            Command::Migrate { .. } => Mode::Distributed,
+        };
+        let mut settings = Settings::load(mode, cli.config.as_deref())?;
+        if let Command::Up {
+            data_dir: Some(dir),
+        } = &cli.command
+        {
+            settings.data_dir = dir.clone();
+        }
+        Ok(Invocation {
+            command: cli.command,
+            settings,
+        })
+    }
+
+    /// The name this process reports to a trace collector.
+    pub fn process_name(&self) -> String {
+        match &self.command {
+            Command::Serve { service } => format!("kart-{service}"),
+            _ => "kart".to_owned(),
+        }
+    }
+
+    /// Runs the command to completion.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Up { .. } => up(self.settings).await,
+            Command::Serve { service } => serve(&service, self.settings).await,
+            Command::Migrate { services, .. } => migrate(&services, &self.settings).await,
         }
     }
 }
@@ -192,7 +213,6 @@ impl System {
 /// `kart up`.
 async fn up(settings: Settings) -> anyhow::Result<()> {
     let started = Instant::now();
-    kit::telemetry::init(&settings.telemetry);
     let data_dir = settings.data_dir.clone();
     let system = System::start(settings).await?;
     println!(
@@ -212,7 +232,6 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
 
 /// `kart serve <service>`.
 async fn serve(name: &str, settings: Settings) -> anyhow::Result<()> {
-    kit::telemetry::init(&settings.telemetry);
     let service = service_by_name(name, &settings)?;
     let bus = connect_bus(&settings).await?;
     let shutdown = CancellationToken::new();
@@ -230,7 +249,6 @@ async fn serve(name: &str, settings: Settings) -> anyhow::Result<()> {
 
 /// `kart migrate`.
 async fn migrate(names: &[String], settings: &Settings) -> anyhow::Result<()> {
-    kit::telemetry::init(&settings.telemetry);
     let names: Vec<String> = if names.is_empty() {
         SERVICE_NAMES.iter().map(|s| (*s).to_owned()).collect()
     } else {

@@ -5,24 +5,29 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = kart::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(kart::run(cli)) {
+    match run(kart::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Configuration and telemetry are set up before the async runtime starts,
+/// and torn down after it stops: the trace exporter's client must not live
+/// inside the runtime.
+fn run(cli: kart::Cli) -> anyhow::Result<()> {
+    let invocation = kart::Invocation::load(cli)?;
+    let _telemetry =
+        kit::telemetry::init(&invocation.settings.telemetry, &invocation.process_name())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(invocation.run());
+    drop(runtime);
+    result
 }
 
 /// The error and its causes on one line, joined by ": ". A cause whose text

@@ -45,6 +45,10 @@ pub struct TelemetrySettings {
     /// A `tracing` filter, e.g. `info` or `info,kit=debug`.
     pub log_level: String,
     pub log_format: LogFormat,
+    /// An OTLP/HTTP collector, e.g. `http://otel-collector:4318`: spans are
+    /// exported there when set. Off by default.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -144,6 +148,7 @@ impl Settings {
             telemetry: TelemetrySettings {
                 log_level: "info".into(),
                 log_format,
+                otlp_endpoint: None,
             },
             database: DatabaseSettings {
                 url: SecretString::from(url),

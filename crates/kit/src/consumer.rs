@@ -342,6 +342,7 @@ impl ConsumerRunner {
         span.record("event_id", event_id.as_str());
         if let Ok(Some(traceparent)) = parsed.as_ref().map(|e| e.traceparent) {
             span.record("trace_id", traceparent.trace_id().as_str());
+            crate::telemetry::adopt_trace(&span, &traceparent);
         }
 
         let mut backoff =

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::bus::SharedBus;
 use crate::db::Db;
 use crate::metrics::{HttpLabels, Metrics, RouteLabels};
-use crate::telemetry::TraceParent;
+use crate::telemetry::{TraceParent, adopt_trace};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -121,13 +121,12 @@ async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Nex
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.is_ascii())
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace = request
+    let incoming = request
         .headers()
         .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceParent::new_root);
+        .and_then(TraceParent::parse);
+    let trace = incoming.map_or_else(TraceParent::new_root, |parent| parent.child());
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -146,6 +145,7 @@ async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Nex
         method = %method,
         route = %route,
     );
+    adopt_trace(&span, &incoming.unwrap_or(trace));
     let mut response = next.run(request).instrument(span.clone()).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

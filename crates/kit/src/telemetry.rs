@@ -12,38 +12,130 @@
 use std::fmt;
 use std::sync::OnceLock;
 
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, TelemetrySettings};
 
-/// Installs the process-wide log subscriber. Safe to call more than once
-/// (tests do): later calls are no-ops.
-pub fn init(settings: &TelemetrySettings) {
+/// Keeps span export running; flushes what is buffered when dropped. Hold
+/// it until the process ends, outside any async runtime (the exporter's
+/// HTTP client blocks).
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("warning: flushing traces failed: {error}");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("telemetry.otlp_endpoint: cannot set up OTLP export: {0}")]
+pub struct TelemetryError(String);
+
+/// Installs the process-wide log subscriber and, when
+/// `telemetry.otlp_endpoint` is set, OTLP/HTTP span export to it as
+/// `service.name = process_name`. A second call (tests make several) keeps
+/// the first subscriber and exports nothing new.
+pub fn init(
+    settings: &TelemetrySettings,
+    process_name: &str,
+) -> Result<TelemetryGuard, TelemetryError> {
     static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let filter = EnvFilter::try_new(&settings.log_level)
-            .unwrap_or_else(|_| EnvFilter::new("info"))
-            // librdkafka and sqlx are chatty at info; their warnings still show.
-            .add_directive("sqlx=warn".parse().unwrap_or_default())
-            .add_directive("rdkafka=warn".parse().unwrap_or_default());
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_span_events(FmtSpan::NONE)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr);
-        let result = match settings.log_format {
-            LogFormat::Json => builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
-                .try_init(),
-            LogFormat::Pretty => builder.compact().try_init(),
-        };
-        // A subscriber installed by a test harness first is fine to keep.
-        drop(result);
-    });
+    if INSTALLED.get().is_some() {
+        return Ok(TelemetryGuard { provider: None });
+    }
+    let provider = match &settings.otlp_endpoint {
+        Some(endpoint) => Some(otlp_provider(endpoint, process_name)?),
+        None => None,
+    };
+    let filter = EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // librdkafka and sqlx are chatty at info; their warnings still show.
+        .add_directive("sqlx=warn".parse().unwrap_or_default())
+        .add_directive("rdkafka=warn".parse().unwrap_or_default());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_ansi(ansi)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let spans = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("kart")));
+    // A subscriber installed first (by a test harness) is fine to keep.
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .is_ok();
+    let _ = INSTALLED.set(());
+    Ok(TelemetryGuard {
+        provider: provider.filter(|_| installed),
+    })
+}
+
+fn otlp_provider(endpoint: &str, process_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
+    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(url)
+        .with_timeout(std::time::Duration::from_secs(5))
+        .with_headers(Default::default())
+        .build()
+        .map_err(|e| TelemetryError(e.to_string()))?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(process_name.to_owned())
+                .build(),
+        )
+        .build())
+}
+
+/// Puts `span` into the trace `parent` belongs to, so exported spans carry
+/// the same trace id the logs show. Does nothing when export is off.
+pub fn adopt_trace(span: &tracing::Span, parent: &TraceParent) {
+    let flags = if parent.sampled {
+        TraceFlags::SAMPLED
+    } else {
+        TraceFlags::default()
+    };
+    let context = SpanContext::new(
+        TraceId::from(parent.trace_id),
+        SpanId::from(parent.span_id),
+        flags,
+        true,
+        TraceState::default(),
+    );
+    // Fails only when the span is already closed or export is off.
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(context));
 }
 
 /// W3C trace context: which trace this work belongs to and which span caused it.
