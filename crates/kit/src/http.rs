@@ -47,6 +47,7 @@ pub struct Readiness {
 
 /// Wraps a service's routes with the shared middleware, health and metrics.
 pub fn finish_router(
+    service: &'static str,
     routes: Router,
     metrics: Metrics,
     readiness: Readiness,
@@ -65,7 +66,19 @@ pub fn finish_router(
             StatusCode::GATEWAY_TIMEOUT,
             request_timeout,
         ))
-        .layer(middleware::from_fn_with_state(metrics, observe))
+        .layer(middleware::from_fn_with_state(
+            Observed { service, metrics },
+            observe,
+        ))
+}
+
+/// What the observing middleware needs: whose requests these are, and
+/// where to count them. Each connection runs in a task of its own, outside
+/// the service's span, so the request span names the service itself.
+#[derive(Clone)]
+struct Observed {
+    service: &'static str,
+    metrics: Metrics,
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -112,7 +125,8 @@ async fn serve_metrics(State(metrics): State<Metrics>) -> Response {
 }
 
 /// Request id, trace context, span, metrics and a closing log line.
-async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
+async fn observe(State(observed): State<Observed>, mut request: Request, next: Next) -> Response {
+    let Observed { service, metrics } = observed;
     let started = Instant::now();
     let request_id = request
         .headers()
@@ -140,6 +154,7 @@ async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Nex
 
     let span = tracing::info_span!(
         "http",
+        service,
         request_id = %request_id,
         trace_id = %trace.trace_id(),
         method = %method,

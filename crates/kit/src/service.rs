@@ -139,11 +139,19 @@ impl RunningService {
     /// Waits until the server, relay and consumers have all finished, then
     /// closes the database.
     pub async fn stopped(self) {
+        let began = std::time::Instant::now();
         self.tasks.close();
         self.tasks.wait().await;
+        let drained = began.elapsed();
         if let Some(db) = &self.db {
             db.close().await;
         }
+        tracing::info!(
+            service = self.name,
+            drained_ms = drained.as_millis(),
+            total_ms = began.elapsed().as_millis(),
+            "service stopped"
+        );
     }
 }
 
@@ -234,6 +242,7 @@ pub async fn start(
             source,
         })?;
         let router = finish_router(
+            name,
             parts.routes,
             context.metrics.clone(),
             Readiness {

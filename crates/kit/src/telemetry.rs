@@ -75,7 +75,7 @@ pub fn init(
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()

@@ -315,6 +315,62 @@ async fn the_whole_system_starts_in_process_on_free_ports() {
 }
 
 #[tokio::test]
+async fn request_logs_carry_the_service_the_request_id_and_the_callers_trace_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = kart();
+    command
+        .arg("up")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("KART__TELEMETRY__LOG_LEVEL", "info")
+        .env("KART__TELEMETRY__LOG_FORMAT", "json");
+    on_free_ports(&mut command);
+    let mut child = command.spawn().unwrap();
+    let lines = read_until(&mut child, |l| l.starts_with("Press Ctrl-C")).await;
+    let orders = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("orders"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let response = reqwest::Client::new()
+        .get(format!("{orders}/healthz"))
+        .header("x-request-id", "req-from-the-test")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["x-request-id"],
+        "req-from-the-test",
+        "echoed back"
+    );
+
+    signal(&child, "INT");
+    let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let request_log = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| {
+            l["message"] == "request finished" && l["span"]["request_id"] == "req-from-the-test"
+        })
+        .unwrap_or_else(|| panic!("no JSON request log in:\n{stderr}"));
+    assert_eq!(request_log["span"]["service"], "orders");
+    assert_eq!(
+        request_log["span"]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(request_log["status"], 200);
+}
+
+#[tokio::test]
 async fn help_explains_the_commands() {
     let output = kart().arg("--help").output().await.unwrap();
     assert!(output.status.success());
