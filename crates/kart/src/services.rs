@@ -48,3 +48,25 @@ fn domain_service(name: &str) -> Option<Box<dyn Service>> {
         _ => return None,
     })
 }
+
+/// The `KART__…` variables a distributed deployment of `name` must set:
+/// every service finds the broker and binds beyond loopback; a service with
+/// a database needs its URL; the gateway needs each upstream's URL. The
+/// deployment checks hold Compose and Kubernetes to this list.
+pub fn deployment_env(name: &str, settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let service = service_by_name(name, settings)?;
+    let mut keys = vec![
+        "KART__BUS__KIND".to_owned(),
+        "KART__BUS__BROKERS".to_owned(),
+        "KART__HTTP__HOST".to_owned(),
+    ];
+    if service.migrations().is_some() {
+        keys.push("KART__DATABASE__URL".to_owned());
+    }
+    if name == "gateway" {
+        for upstream in SERVICE_NAMES.iter().filter(|n| **n != "gateway") {
+            keys.push(format!("KART__SERVICES__{}__URL", upstream.to_uppercase()));
+        }
+    }
+    Ok(keys)
+}

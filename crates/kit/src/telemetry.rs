@@ -60,9 +60,10 @@ pub fn init(
     if INSTALLED.get().is_some() {
         return Ok(TelemetryGuard { provider: None });
     }
-    let provider = match &settings.otlp_endpoint {
-        Some(endpoint) => Some(otlp_provider(endpoint, process_name)?),
-        None => None,
+    // Empty counts as unset: deployments pass `${VAR:-}` through.
+    let provider = match settings.otlp_endpoint.as_deref().map(str::trim) {
+        Some(endpoint) if !endpoint.is_empty() => Some(otlp_provider(endpoint, process_name)?),
+        _ => None,
     };
     let filter = EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| EnvFilter::new("info"))

@@ -133,6 +133,16 @@ async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
             "{name} metrics"
         );
     }
+    let healthcheck = kart()
+        .arg("healthcheck")
+        .arg(format!("{}/readyz", urls[4].1))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        healthcheck.status.success(),
+        "kart healthcheck of a ready service"
+    );
     let status: serde_json::Value = get(&format!("{}/api/v1/status", urls[0].1))
         .await
         .json()
@@ -150,6 +160,15 @@ async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
     signal(&child, "INT");
     let status = exits_within_5s(&mut child).await;
     assert!(status.success(), "{status:?}");
+
+    let (status, stderr) = run_to_failure(
+        kart()
+            .arg("healthcheck")
+            .arg(format!("{}/healthz", urls[0].1)),
+    )
+    .await;
+    assert!(!status.success(), "nothing answers once stopped");
+    assert_one_line_error(&stderr, &["unreachable"]);
 }
 
 #[tokio::test]
@@ -368,6 +387,36 @@ async fn request_logs_carry_the_service_the_request_id_and_the_callers_trace_id(
         "4bf92f3577b34da6a3ce929d0e0e4736"
     );
     assert_eq!(request_log["status"], 200);
+}
+
+#[tokio::test]
+async fn kart_env_lists_what_a_deployment_of_a_service_must_set() {
+    let orders = kart().args(["env", "orders"]).output().await.unwrap();
+    assert!(orders.status.success());
+    let orders = String::from_utf8_lossy(&orders.stdout);
+    assert!(
+        orders.lines().any(|l| l == "KART__DATABASE__URL"),
+        "{orders}"
+    );
+    assert!(
+        orders.lines().any(|l| l == "KART__BUS__BROKERS"),
+        "{orders}"
+    );
+
+    let gateway = kart().args(["env", "gateway"]).output().await.unwrap();
+    let gateway = String::from_utf8_lossy(&gateway.stdout);
+    assert!(
+        !gateway.contains("DATABASE"),
+        "the gateway keeps nothing: {gateway}"
+    );
+    assert!(
+        gateway.lines().any(|l| l == "KART__SERVICES__ORDERS__URL"),
+        "{gateway}"
+    );
+
+    let (status, stderr) = run_to_failure(kart().args(["env", "shipping"])).await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["unknown service `shipping`"]);
 }
 
 #[tokio::test]
