@@ -171,27 +171,86 @@ async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
     assert_one_line_error(&stderr, &["unreachable"]);
 }
 
+/// The environment `deploy/compose.yaml` gives `service`, with Compose's
+/// `${VAR:-default}` interpolation applied.
+fn compose_environment(service: &str) -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/compose.yaml");
+    let mut compose: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    compose.apply_merge().unwrap();
+    let mut environment = compose["services"][service]["environment"].clone();
+    environment.apply_merge().unwrap();
+    environment
+        .as_mapping()
+        .unwrap_or_else(|| panic!("compose: {service} has no environment"))
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_yaml::Value::String(s) => s.clone(),
+                other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
+            };
+            // `${NAME:-default}` → default (the variables are unset here).
+            let value = match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                Some(inner) => inner
+                    .split_once(":-")
+                    .map(|(_, d)| d.to_owned())
+                    .unwrap_or_default(),
+                None => value,
+            };
+            (k.as_str().unwrap().to_owned(), value)
+        })
+        .collect()
+}
+
+/// Distributed mode, started from the Compose file's environment: only the
+/// container host names become this machine's (the test database server,
+/// the test broker, loopback, the ports the OS gave each service), so what
+/// Compose sets and what the suite runs cannot drift apart.
 #[tokio::test]
-async fn kart_serve_runs_each_service_on_postgres_and_the_broker() {
+async fn kart_serve_runs_each_service_on_postgres_and_the_broker_with_the_compose_environment() {
     let brokers = kit::testing::kafka_brokers();
     let run = kit::testing::unique("kart_test");
+    let mut urls: Vec<(String, String)> = Vec::new();
     let mut children = Vec::new();
-    for service in SERVICES {
+    // The gateway last: it is given where the others really listen.
+    let order: Vec<&str> = SERVICES[1..]
+        .iter()
+        .chain(&SERVICES[..1])
+        .copied()
+        .collect();
+    for service in order {
         let mut command = kart();
-        command
-            .arg("serve")
-            .arg(service)
-            .env(
-                "KART__DATABASE__URL",
-                kit::testing::postgres_url(&format!("{run}_{{service}}")),
-            )
-            .env("KART__BUS__BROKERS", &brokers);
+        command.arg("serve").arg(service);
+        let environment = compose_environment(service);
+        assert!(!environment.is_empty(), "{service}");
+        for (key, value) in environment {
+            let value = match key.as_str() {
+                "KART__DATABASE__URL" => {
+                    assert!(value.contains("{service}"), "a database per service");
+                    kit::testing::postgres_url(&format!("{run}_{{service}}"))
+                }
+                "KART__HTTP__HOST" => "127.0.0.1".to_owned(),
+                _ => {
+                    let mut value = value.replace("kafka:9092", &brokers);
+                    for (name, url) in &urls {
+                        let compose_url = format!("http://{name}:");
+                        if value.starts_with(&compose_url) {
+                            value = url.clone();
+                        }
+                    }
+                    value
+                }
+            };
+            command.env(key, value);
+        }
         on_free_ports(&mut command);
-        children.push((service, command.spawn().unwrap()));
-    }
-    for (service, child) in &mut children {
-        let lines = read_until(child, |l| l.contains("is serving at")).await;
+        let mut child = command.spawn().unwrap();
+        let lines = read_until(&mut child, |l| l.contains("is serving at")).await;
         let url = lines.last().unwrap().rsplit(' ').next().unwrap().to_owned();
+        urls.push((service.to_owned(), url));
+        children.push((service, child));
+    }
+    for (service, url) in &urls {
         assert_eq!(
             get(&format!("{url}/healthz")).await.status(),
             200,
@@ -203,6 +262,14 @@ async fn kart_serve_runs_each_service_on_postgres_and_the_broker() {
             "{service} ready"
         );
     }
+    // The gateway found every service where the rewritten Compose URLs said.
+    let gateway = &urls.last().unwrap().1;
+    let status: serde_json::Value = get(&format!("{gateway}/api/v1/status"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["ready"], true, "{status}");
     for (service, child) in &mut children {
         signal(child, "TERM");
         let status = exits_within_5s(child).await;
