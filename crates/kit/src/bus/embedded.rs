@@ -3,7 +3,10 @@
 //! Records are rows keyed by `(topic, partition, offset)`; a record's offset
 //! is the partition's end when it is written, so offsets are dense and
 //! ordered. Publishing is one SQLite transaction per batch (WAL mode), so a
-//! batch is durable before `publish` returns. Consumer groups are coordinated
+//! batch is on disk before `publish` returns. `synchronous=NORMAL`: a batch
+//! survives a crash of the process; a crash of the machine itself may lose
+//! the last batches written (the trade Kafka makes with its default
+//! `flush.messages`, and what keeps the embedded mode fast). Consumer groups are coordinated
 //! in memory (the embedded bus serves one process) and their committed
 //! positions persist in the file: a restarted consumer resumes where its
 //! group left off.
