@@ -57,7 +57,7 @@ impl Service for Gateway {
             .route("/api/v1/status", get(status).with_state(state));
         Ok(ServiceParts {
             routes,
-            consumers: Vec::new(),
+            ..ServiceParts::default()
         })
     }
 }

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic_health::ServingStatus;
 use tracing::Instrument;
 
 use crate::bus::{SharedBus, TopicSpec};
@@ -57,7 +58,12 @@ pub struct ServiceContext {
 /// What a service is made of once built.
 #[derive(Default)]
 pub struct ServiceParts {
+    /// REST routes.
     pub routes: Router,
+    /// gRPC services, served on the same port (HTTP/2 without TLS, as
+    /// inside a cluster). Every service also answers the standard
+    /// `grpc.health.v1.Health` check.
+    pub grpc: tonic::service::Routes,
     pub consumers: Vec<ConsumerSpec>,
 }
 
@@ -241,9 +247,14 @@ pub async fn start(
             addr,
             source,
         })?;
+        // gRPC health: SERVING once started, NOT_SERVING from the moment the
+        // service begins to stop, so a balancer drains it first.
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_service_status("", ServingStatus::Serving).await;
+        let grpc = parts.grpc.add_service(health_service).into_axum_router();
         let router = finish_router(
             name,
-            parts.routes,
+            parts.routes.merge(grpc),
             context.metrics.clone(),
             Readiness {
                 db: db.clone(),
@@ -287,6 +298,15 @@ pub async fn start(
         } else if !parts.consumers.is_empty() {
             tracing::warn!("consumers need a database for their inbox; not started");
         }
+        tasks.spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
+            }
+        });
         tracing::info!(%addr, "service started");
         Ok(RunningService {
             name,

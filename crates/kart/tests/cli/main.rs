@@ -487,6 +487,49 @@ async fn kart_env_lists_what_a_deployment_of_a_service_must_set() {
 }
 
 #[tokio::test]
+async fn every_service_answers_the_grpc_health_check_on_its_port() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = kit::config::Settings::defaults(kit::config::Mode::Embedded);
+    settings.data_dir = dir.path().to_owned();
+    for name in SERVICES {
+        settings
+            .services
+            .entry((*name).to_owned())
+            .or_default()
+            .port = Some(0);
+    }
+    let system = kart::System::start(settings).await.unwrap();
+    for name in SERVICES {
+        let url = system.url(name).unwrap();
+        let channel = tonic::transport::Channel::from_shared(url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = HealthClient::new(channel);
+        // The same trace context as on REST: gRPC metadata are HTTP/2 headers.
+        let mut request = tonic::Request::new(HealthCheckRequest {
+            service: String::new(),
+        });
+        request.metadata_mut().insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        let response = client.check(request).await.unwrap().into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{name}");
+        // REST still answers on the same port.
+        assert_eq!(get(&format!("{url}/healthz")).await.status(), 200, "{name}");
+    }
+    system.stop().await;
+}
+
+#[tokio::test]
 async fn help_explains_the_commands() {
     let output = kart().arg("--help").output().await.unwrap();
     assert!(output.status.success());
