@@ -162,6 +162,8 @@ impl ConsumerRunner {
         };
         backoff.reset();
         let mut cursors: HashMap<(String, i32), Cursor> = HashMap::new();
+        // Assigned partitions not yet moved to the group's stored position.
+        let mut unaligned: HashMap<(String, i32), i64> = HashMap::new();
         // Differs from any real generation: align on the first assignment.
         let mut generation = u64::MAX;
         loop {
@@ -175,7 +177,12 @@ impl ConsumerRunner {
             if subscription.assignment_generation() != generation {
                 generation = subscription.assignment_generation();
                 cursors.clear();
-                self.align_assignment(&mut *subscription).await;
+                let assignment = subscription.assignment();
+                tracing::info!(group = %self.spec.group, partitions = ?assignment, "partitions assigned");
+                unaligned = self.stored_positions(assignment).await;
+            }
+            if !unaligned.is_empty() {
+                align(&mut *subscription, &mut unaligned).await;
             }
             let delivery = match next {
                 None => continue,
@@ -243,23 +250,23 @@ impl ConsumerRunner {
         }
     }
 
-    /// Moves every assigned partition to this group's stored position, so
-    /// whatever the bus believes (a lost or wrong commit) does not decide
-    /// where consumption starts. Partitions the group never consumed start
-    /// wherever the bus starts them. A failure here is logged and left to
-    /// the per-record check in [`Self::position_check`].
-    async fn align_assignment(&self, subscription: &mut dyn Subscription) {
-        for (topic, partition) in subscription.assignment() {
+    /// The group's stored position in each of `partitions` it ever consumed.
+    async fn stored_positions(
+        &self,
+        partitions: Vec<(String, i32)>,
+    ) -> HashMap<(String, i32), i64> {
+        let mut positions = HashMap::new();
+        for (topic, partition) in partitions {
             match stored_position(&self.db, &self.spec.group, &topic, partition).await {
                 Ok(Some(next)) => {
-                    if let Err(error) = subscription.seek(&topic, partition, next).await {
-                        tracing::debug!(%error, %topic, partition, "cannot align partition yet");
-                    }
+                    positions.insert((topic, partition), next);
                 }
                 Ok(None) => {}
+                // Left to the per-record check in `position_check`.
                 Err(error) => tracing::warn!(%error, "cannot read stored consumer positions"),
             }
         }
+        positions
     }
 
     /// Decides whether `delivery` is the record this group needs next in its
@@ -462,6 +469,24 @@ impl ConsumerRunner {
             enqueue_record(&mut tx, &record).await?;
         }
         self.move_past(tx, delivery).await
+    }
+}
+
+/// Moves newly assigned partitions to the group's stored positions, so that
+/// what the bus believes (a lost or wrong commit) does not decide where
+/// consumption starts, even in a partition where nothing new arrives. A
+/// partition the bus cannot seek yet (Kafka: assigned, not fetching) stays
+/// in `unaligned` and is tried again on the next turn of the loop.
+async fn align(subscription: &mut dyn Subscription, unaligned: &mut HashMap<(String, i32), i64>) {
+    let mut aligned = Vec::new();
+    for ((topic, partition), next) in unaligned.iter() {
+        match subscription.seek(topic, *partition, *next).await {
+            Ok(()) => aligned.push((topic.clone(), *partition)),
+            Err(error) => tracing::debug!(%error, %topic, partition, "partition not seekable yet"),
+        }
+    }
+    for key in aligned {
+        unaligned.remove(&key);
     }
 }
 

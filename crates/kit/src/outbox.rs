@@ -139,14 +139,23 @@ impl Relay {
                 }
             }
         }
-        drop(leader_conn);
+        if let Some(conn) = leader_conn {
+            // Hand over at once rather than when the server notices.
+            let _ = sqlx::Connection::close(conn).await;
+        }
     }
 
-    async fn try_lead(&self) -> Result<Option<sqlx::pool::PoolConnection<sqlx::Any>>, sqlx::Error> {
-        let mut conn = self.db.pool().acquire().await?;
+    /// Takes the leader lock on a connection of its own. The lock belongs to
+    /// the database session, so the connection is detached from the pool:
+    /// dropped (the relay stopped, crashed, or its task was aborted), it
+    /// closes, and the lock goes with it. Were it returned to the pool
+    /// instead, an idle pooled session would keep the lock and no relay
+    /// would ever lead again.
+    async fn try_lead(&self) -> Result<Option<sqlx::AnyConnection>, sqlx::Error> {
+        let mut conn = self.db.pool().acquire().await?.detach();
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK_KEY)
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await?;
         Ok(locked.then_some(conn))
     }

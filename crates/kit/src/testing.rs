@@ -96,3 +96,13 @@ pub async fn embedded_bus(dir: &Path) -> SharedBus {
             .expect("embedded bus opens"),
     )
 }
+
+/// Whether the test broker is declared to have a measured defect (the test
+/// command lists them in `KART_TEST_BROKER_KNOWN_DEFECTS`; the broker
+/// conformance tests measure each one).
+pub fn broker_has_known_defect(name: &str) -> bool {
+    std::env::var("KART_TEST_BROKER_KNOWN_DEFECTS")
+        .unwrap_or_default()
+        .split(',')
+        .any(|d| d.trim() == name)
+}

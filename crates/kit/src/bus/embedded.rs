@@ -206,60 +206,28 @@ impl Inner {
         Ok(())
     }
 
-    fn join(&self, group: &str) -> u64 {
-        let member = self.next_member.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut groups) = self.groups.lock() {
-            groups.entry(group.to_owned()).or_default().insert(member);
-        }
-        self.membership.send_modify(|generation| *generation += 1);
-        member
-    }
-
-    fn leave(&self, group: &str, member: u64) {
-        if let Ok(mut groups) = self.groups.lock()
-            && let Some(members) = groups.get_mut(group)
-        {
-            members.remove(&member);
-        }
-        self.membership.send_modify(|generation| *generation += 1);
-    }
-}
-
-#[async_trait]
-impl EventBus for EmbeddedBus {
-    fn kind(&self) -> &'static str {
-        "embedded"
-    }
-
-    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
-        self.inner.ensure_topics(topics).await
-    }
-
-    async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let inner = &self.inner;
+    /// Appends a batch in one transaction; see [`EmbeddedBus::publish`].
+    async fn append(&self, records: &[Record]) -> Result<(), BusError> {
         // Like Kafka with auto-creation on: an unknown topic is created.
         let specs: Vec<TopicSpec> = records
             .iter()
             .map(|r| TopicSpec {
                 name: r.topic.clone(),
-                partitions: inner.default_partitions,
+                partitions: self.default_partitions,
             })
             .collect();
-        inner.ensure_topics(&specs).await?;
+        self.ensure_topics(&specs).await?;
 
-        let _writer = inner.write.lock().await;
+        let _writer = self.write.lock().await;
         let mut ends: HashMap<String, Vec<i64>> = {
-            let topics = inner.topics.lock().map_err(other)?;
+            let topics = self.topics.lock().map_err(other)?;
             records
                 .iter()
                 .filter_map(|r| topics.get(&r.topic).map(|e| (r.topic.clone(), e.clone())))
                 .collect()
         };
         let now = crate::db::now_millis();
-        let mut tx = inner.pool.begin().await.map_err(other)?;
+        let mut tx = self.pool.begin().await.map_err(other)?;
         for record in records {
             let Some(topic_ends) = ends.get_mut(&record.topic) else {
                 return Err(BusError::Publish {
@@ -295,13 +263,57 @@ impl EventBus for EmbeddedBus {
             })?;
         }
         tx.commit().await.map_err(other)?;
-        if let Ok(mut topics) = inner.topics.lock() {
+        if let Ok(mut topics) = self.topics.lock() {
             for (topic, topic_ends) in ends {
                 topics.insert(topic, topic_ends);
             }
         }
-        inner.published.send_modify(|n| *n += 1);
+        self.published.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    fn join(&self, group: &str) -> u64 {
+        let member = self.next_member.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut groups) = self.groups.lock() {
+            groups.entry(group.to_owned()).or_default().insert(member);
+        }
+        self.membership.send_modify(|generation| *generation += 1);
+        member
+    }
+
+    fn leave(&self, group: &str, member: u64) {
+        if let Ok(mut groups) = self.groups.lock()
+            && let Some(members) = groups.get_mut(group)
+        {
+            members.remove(&member);
+        }
+        self.membership.send_modify(|generation| *generation += 1);
+    }
+}
+
+#[async_trait]
+impl EventBus for EmbeddedBus {
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn create_topics(&self, topics: &[TopicSpec]) -> Result<(), BusError> {
+        self.inner.ensure_topics(topics).await
+    }
+
+    async fn publish(&self, records: &[Record]) -> Result<(), BusError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // The write runs in a task of its own: a caller cancelled mid-way
+        // (a relay shut down or aborted) must not leave a committed batch
+        // whose end offsets were never recorded in memory, or the next
+        // batch would be given offsets that are already taken.
+        let inner = Arc::clone(&self.inner);
+        let records = records.to_vec();
+        tokio::spawn(async move { inner.append(&records).await })
+            .await
+            .map_err(other)?
     }
 
     async fn subscribe(

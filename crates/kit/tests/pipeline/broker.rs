@@ -104,7 +104,6 @@ async fn the_test_broker_keeps_what_kart_relies_on() {
     if distinct.len() == RECORDS {
         return;
     }
-    let known = std::env::var("KART_TEST_BROKER_KNOWN_DEFECTS").unwrap_or_default();
     let report = format!(
         "BROKER DEFECT group-commit: a consumer group that committed its offsets and \
          restarted read {} of {RECORDS} distinct records (records were skipped by \
@@ -112,7 +111,70 @@ async fn the_test_broker_keeps_what_kart_relies_on() {
         distinct.len()
     );
     assert!(
-        known.split(',').any(|d| d.trim() == "group-commit"),
+        kit::testing::broker_has_known_defect("group-commit"),
+        "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
+    );
+    eprintln!("{report} (known for this broker)");
+}
+
+/// A group whose members all left, joined again by a new member at once
+/// (a service restarted): the new member must be given the partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_broker_hands_a_restarted_groups_partitions_to_its_new_member() {
+    let bus = kit::testing::kafka_bus().await;
+    let topic = kit::testing::unique("rejoin");
+    bus.create_topics(&[TopicSpec {
+        name: topic.clone(),
+        partitions: 3,
+    }])
+    .await
+    .unwrap();
+    let records: Vec<Record> = (0..30)
+        .map(|i| Record {
+            topic: topic.clone(),
+            key: format!("k{i}"),
+            headers: vec![],
+            payload: b"x".to_vec(),
+        })
+        .collect();
+    bus.publish(&records).await.unwrap();
+    let group = kit::testing::unique("rejoin");
+    // Two members share the partitions for a few seconds, then both leave.
+    let mut a = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let mut b = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    let sharing = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < sharing {
+        tokio::select! {
+            _ = a.next() => {}
+            _ = b.next() => {}
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    drop(a);
+    drop(b);
+    bus.publish(&records).await.unwrap();
+    let mut second = bus
+        .subscribe(&group, std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    if tokio::time::timeout(Duration::from_secs(20), second.next())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    let report = "BROKER DEFECT group-rejoin: a member that joined a consumer group right \
+                  after its previous members left was given no partitions within 20 s: the \
+                  broker does not rebalance when members leave (measured here: a member \
+                  that joins once their sessions have expired is served).";
+    assert!(
+        kit::testing::broker_has_known_defect("group-rejoin"),
         "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
     );
     eprintln!("{report} (known for this broker)");

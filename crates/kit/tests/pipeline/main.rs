@@ -117,10 +117,29 @@ async fn the_relay_delivers_every_event_once_in_key_order_across_crashes(
     let relay_task = tokio::spawn(h.relay().run(shutdown.clone()));
 
     let consumer = h.start_consumer("g", &topic, "member-1", support::Behaviour::Succeed);
-    eventually("every event to be applied", || async {
-        h.effects_for("g").await.len() >= total
-    })
-    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while h.effects_for("g").await.len() < total {
+        if tokio::time::Instant::now() > deadline {
+            let effects = h.effects_for("g").await;
+            let mut per_key: HashMap<String, usize> = HashMap::new();
+            for e in &effects {
+                *per_key.entry(e.key.clone()).or_default() += 1;
+            }
+            panic!(
+                "applied {} of {total}; {} still in the outbox; per key: {per_key:?}; \
+                 topic ends: {:?}",
+                effects.len(),
+                outbox::pending(&h.db).await.unwrap(),
+                h.bus
+                    .describe_topics()
+                    .await
+                    .unwrap()
+                    .iter()
+                    .find(|t| t.name == topic),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(outbox::pending(&h.db).await.unwrap(), 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -307,6 +326,13 @@ async fn consumers_in_one_group_share_partitions_and_resume_after_a_restart(
         .collect();
     h.bus.publish(&records).await.unwrap();
     let calls_before = h.handler_calls();
+    if matches!(bus, BusChoice::Kafka) && kit::testing::broker_has_known_defect("group-rejoin") {
+        // The broker keeps departed members until their session expires and
+        // gives a member that joins before then nothing (measured by the
+        // broker conformance tests). Kart cannot assign partitions itself.
+        eprintln!("known broker defect group-rejoin: waiting out the old members' session");
+        tokio::time::sleep(Duration::from_secs(12)).await;
+    }
     let c = h.start_consumer("g", &topic, "member-c", support::Behaviour::Succeed);
     eventually("the 100 new events to be applied", || async {
         h.effects_for("g").await.len() == 400

@@ -94,6 +94,15 @@ impl RunningConsumer {
 
 impl Harness {
     pub async fn new(db: DbChoice, bus: BusChoice) -> Harness {
+        // Consumer and relay logs, shown by nextest when a test fails.
+        let _telemetry = kit::telemetry::init(
+            &kit::config::TelemetrySettings {
+                log_level: "info".into(),
+                log_format: kit::config::LogFormat::Pretty,
+                otlp_endpoint: None,
+            },
+            "pipeline-test",
+        );
         let dir = tempfile::tempdir().unwrap();
         let db = match db {
             DbChoice::Sqlite => kit::testing::sqlite_db(dir.path()).await,
