@@ -79,6 +79,20 @@ async fn get(url: &str) -> reqwest::Response {
         .unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
 
+/// The whole Kart in this process, embedded in `dir`, every port free.
+async fn system_on_free_ports(dir: &std::path::Path) -> kart::System {
+    let mut settings = kit::config::Settings::defaults(kit::config::Mode::Embedded);
+    settings.data_dir = dir.to_owned();
+    for name in SERVICES {
+        settings
+            .services
+            .entry((*name).to_owned())
+            .or_default()
+            .port = Some(0);
+    }
+    kart::System::start(settings).await.unwrap()
+}
+
 /// What a failed start printed, and how it exited.
 async fn run_to_failure(command: &mut Command) -> (ExitStatus, String) {
     let output = tokio::time::timeout(Duration::from_secs(30), command.output())
@@ -375,16 +389,7 @@ async fn a_bad_config_value_is_named_by_its_key() {
 #[tokio::test]
 async fn the_whole_system_starts_in_process_on_free_ports() {
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = kit::config::Settings::defaults(kit::config::Mode::Embedded);
-    settings.data_dir = dir.path().to_owned();
-    for name in SERVICES {
-        settings
-            .services
-            .entry((*name).to_owned())
-            .or_default()
-            .port = Some(0);
-    }
-    let system = kart::System::start(settings).await.unwrap();
+    let system = system_on_free_ports(dir.path()).await;
     let gateway = system.url("gateway").unwrap();
     assert!(!gateway.ends_with(":8080"), "a free port, not the default");
     let status: serde_json::Value = get(&format!("{gateway}/api/v1/status"))
@@ -493,16 +498,7 @@ async fn every_service_answers_the_grpc_health_check_on_its_port() {
     use tonic_health::pb::health_client::HealthClient;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = kit::config::Settings::defaults(kit::config::Mode::Embedded);
-    settings.data_dir = dir.path().to_owned();
-    for name in SERVICES {
-        settings
-            .services
-            .entry((*name).to_owned())
-            .or_default()
-            .port = Some(0);
-    }
-    let system = kart::System::start(settings).await.unwrap();
+    let system = system_on_free_ports(dir.path()).await;
     for name in SERVICES {
         let url = system.url(name).unwrap();
         let channel = tonic::transport::Channel::from_shared(url.clone())
