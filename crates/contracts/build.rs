@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kart/users/v1/users.proto",
         "proto/kart/catalog/v1/catalog.proto",
         "proto/kart/inventory/v1/inventory.proto",
+        "proto/kart/payments/v1/payments.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

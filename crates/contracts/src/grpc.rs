@@ -25,6 +25,12 @@ pub mod inventory {
     }
 }
 
+pub mod payments {
+    pub mod v1 {
+        tonic::include_proto!("kart.payments.v1");
+    }
+}
+
 /// Wraps `message` in a request that carries `trace` (as a child span).
 pub fn with_trace<T>(message: T, trace: &TraceParent) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -5,6 +5,8 @@
 //!   at the edge of each service, never from database rows, so a schema
 //!   change inside a service cannot break its consumers. A breaking change
 //!   makes a new version (`...v2`) beside the old one.
+//! - [`values`]: SKU, quantity, currency and money, parsed once and shared
+//!   by every service's domain.
 //! - [`grpc`]: generated clients and servers, and W3C trace context carried
 //!   in gRPC metadata.
 //!
@@ -14,5 +16,6 @@
 pub mod events;
 pub mod grpc;
 pub mod topics;
+pub mod values;
 
 pub use events::{DecodeError, Event};

@@ -35,6 +35,12 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub bus: BusSettings,
     pub http: HttpSettings,
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[serde(default)]
+    pub gateway: GatewaySettings,
+    #[serde(default)]
+    pub inventory: InventorySettings,
     /// Per-service settings, keyed by service name (`orders`, `gateway`, ...).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSettings>,
@@ -113,6 +119,108 @@ pub struct ServiceSettings {
     pub url: Option<String>,
 }
 
+/// Who may do what: access tokens, sessions, the first admin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// The key access tokens are signed with (HS256), at least 32 bytes.
+    /// Distributed mode requires it, and every gateway replica must share
+    /// it; embedded mode makes one on first start and keeps it in
+    /// `{data_dir}/jwt-secret`, so sessions outlive a restart.
+    #[serde(serialize_with = "serialize_redacted_option")]
+    pub jwt_secret: Option<SecretString>,
+    /// Access tokens are short-lived: a stolen one is useful for minutes.
+    pub access_ttl_secs: u64,
+    /// Refresh tokens are single use and rotate on every refresh.
+    pub refresh_ttl_secs: u64,
+    /// The first admin, created at start when both are set and no account
+    /// has that email yet (an existing account is made admin, its password
+    /// untouched). There is no default: without these, create one with
+    /// `kart admin create`.
+    pub admin_email: Option<String>,
+    #[serde(serialize_with = "serialize_redacted_option")]
+    pub admin_password: Option<SecretString>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            admin_email: None,
+            admin_password: None,
+        }
+    }
+}
+
+/// The public door's protections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewaySettings {
+    /// Sustained requests per second allowed from one client IP, and the
+    /// burst above it. 0 turns the limit off.
+    pub ip_rate_per_sec: u32,
+    pub ip_burst: u32,
+    /// The same per signed-in user, whichever IP they come from.
+    pub user_rate_per_sec: u32,
+    pub user_burst: u32,
+    /// Use the first `X-Forwarded-For` address as the client IP: set only
+    /// behind a proxy that overwrites that header.
+    pub trust_forwarded_for: bool,
+    /// Origins allowed to call the API from a browser (CORS), e.g.
+    /// `https://shop.example.com`. Empty: same origin only.
+    pub cors_allowed_origins: Vec<String>,
+    /// Mark session cookies `Secure` (sent over HTTPS only). On by default;
+    /// embedded mode, served over plain HTTP on localhost, turns it off.
+    pub secure_cookies: bool,
+    /// How long the gateway waits for a service behind it.
+    pub upstream_timeout_secs: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        GatewaySettings {
+            ip_rate_per_sec: 100,
+            ip_burst: 200,
+            user_rate_per_sec: 50,
+            user_burst: 100,
+            trust_forwarded_for: false,
+            cors_allowed_origins: Vec::new(),
+            secure_cookies: true,
+            upstream_timeout_secs: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InventorySettings {
+    /// How long a reservation holds stock unless the order commits it.
+    pub reservation_ttl_secs: u64,
+    /// How often expired reservations are looked for.
+    pub expiry_sweep_secs: u64,
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        InventorySettings {
+            reservation_ttl_secs: 15 * 60,
+            expiry_sweep_secs: 5,
+        }
+    }
+}
+
+fn serialize_redacted_option<S: serde::Serializer>(
+    value: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("[REDACTED]"),
+        None => s.serialize_none(),
+    }
+}
+
 fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("[REDACTED]")
 }
@@ -169,6 +277,12 @@ impl Settings {
                 body_limit_bytes: 1 << 20,
                 shutdown_grace_secs: 5,
             },
+            auth: AuthSettings::default(),
+            gateway: GatewaySettings {
+                secure_cookies: mode == Mode::Distributed,
+                ..GatewaySettings::default()
+            },
+            inventory: InventorySettings::default(),
             services: BTreeMap::new(),
         }
     }
@@ -227,6 +341,45 @@ impl Settings {
         }
         if self.http.body_limit_bytes == 0 {
             return Err(key_error("http.body_limit_bytes", "must be more than 0"));
+        }
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.expose_secret().len() < 32
+        {
+            return Err(key_error(
+                "auth.jwt_secret",
+                "must be at least 32 bytes (the value is secret and not shown)",
+            ));
+        }
+        if self.auth.access_ttl_secs == 0 || self.auth.refresh_ttl_secs <= self.auth.access_ttl_secs
+        {
+            return Err(key_error(
+                "auth.refresh_ttl_secs",
+                "must be longer than auth.access_ttl_secs, which must be at least 1",
+            ));
+        }
+        if self.auth.admin_email.is_some() != self.auth.admin_password.is_some() {
+            return Err(key_error(
+                "auth.admin_password",
+                "auth.admin_email and auth.admin_password are set together or not at all",
+            ));
+        }
+        if self.inventory.reservation_ttl_secs == 0 {
+            return Err(key_error(
+                "inventory.reservation_ttl_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.inventory.expiry_sweep_secs == 0 {
+            return Err(key_error(
+                "inventory.expiry_sweep_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.gateway.upstream_timeout_secs == 0 {
+            return Err(key_error(
+                "gateway.upstream_timeout_secs",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -53,19 +53,27 @@ pub fn finish_router(
     readiness: Readiness,
     request_timeout: Duration,
     body_limit: usize,
+    cors: Option<tower_http::cors::CorsLayer>,
 ) -> Router {
     let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz).with_state(readiness))
         .route("/metrics", get(serve_metrics).with_state(metrics.clone()));
-    routes
+    let mut routes = routes
         .merge(health)
         .fallback(crate::problem::route_not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    // Over the fallbacks too: a preflight `OPTIONS` matches no route.
+    if let Some(cors) = cors {
+        routes = routes.layer(cors);
+    }
+    routes
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             request_timeout,
         ))
+        .layer(middleware::map_response(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(
             Observed { service, metrics },
             observe,
@@ -79,6 +87,45 @@ pub fn finish_router(
 struct Observed {
     service: &'static str,
     metrics: Metrics,
+}
+
+async fn method_not_allowed() -> crate::problem::Problem {
+    crate::problem::Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This address does not take that method. Check the API reference.",
+    )
+}
+
+/// The layers below the router (body limit, timeout) answer with bare
+/// status codes; clients get the same problem+json as everywhere else.
+async fn problem_for_bare_errors(response: Response) -> Response {
+    use crate::problem::Problem;
+    let bare = !response
+        .headers()
+        .contains_key(axum::http::header::CONTENT_TYPE)
+        || response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !bare {
+        return response;
+    }
+    match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "The request body is larger than this API accepts.",
+        )
+        .into_response(),
+        StatusCode::GATEWAY_TIMEOUT | StatusCode::REQUEST_TIMEOUT => Problem::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "The request took too long and was stopped. Try again.",
+        )
+        .into_response(),
+        _ => response,
+    }
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -206,7 +253,11 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    // Handlers can see the peer address (the gateway rate-limits by it).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }

@@ -29,4 +29,4 @@ pub mod testing;
 
 pub use bus::SharedBus;
 pub use db::{Db, Tx};
-pub use service::{Service, ServiceContext, ServiceParts};
+pub use service::{Service, ServiceContext, ServiceParts, Worker};

@@ -65,6 +65,31 @@ pub struct ServiceParts {
     /// `grpc.health.v1.Health` check.
     pub grpc: tonic::service::Routes,
     pub consumers: Vec<ConsumerSpec>,
+    /// Background work of the service's own (sweepers, index refreshers).
+    /// Each must return once the context's shutdown token is cancelled; the
+    /// service counts as stopped only when they all have.
+    pub workers: Vec<Worker>,
+    /// Cross-origin rules for browsers, where a service takes calls from
+    /// other sites' pages (the gateway, when configured).
+    pub cors: Option<tower_http::cors::CorsLayer>,
+}
+
+/// A named background task; see [`ServiceParts::workers`].
+pub struct Worker {
+    pub name: &'static str,
+    pub task: futures_util::future::BoxFuture<'static, ()>,
+}
+
+impl Worker {
+    pub fn new(
+        name: &'static str,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Worker {
+        Worker {
+            name,
+            task: Box::pin(task),
+        }
+    }
 }
 
 #[async_trait]
@@ -262,6 +287,7 @@ pub async fn start(
             },
             Duration::from_secs(settings.http.request_timeout_secs),
             settings.http.body_limit_bytes,
+            parts.cors,
         );
 
         let tasks = TaskTracker::new();
@@ -297,6 +323,10 @@ pub async fn start(
             }
         } else if !parts.consumers.is_empty() {
             tracing::warn!("consumers need a database for their inbox; not started");
+        }
+        for worker in parts.workers {
+            let worker_span = tracing::info_span!(parent: &span, "worker", worker = worker.name);
+            tasks.spawn(worker.task.instrument(worker_span));
         }
         tasks.spawn({
             let shutdown = shutdown.clone();
