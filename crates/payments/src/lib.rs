@@ -1,10 +1,19 @@
-//! Payments: payment attempts and refunds behind one provider trait (simulated or Stripe), and the provider webhook with its dedup of provider events.
+//! Payments: payment attempts and refunds behind one provider trait
+//! (simulated or Stripe), and the provider webhook with its dedup of
+//! provider events.
 //!
-//! The service starts with its own database (kit's outbox and inbox tables
-//! only, so far), its health, readiness and metrics endpoints, and graceful
-//! shutdown; its domain arrives with the issues that build it.
+//! - [`card`]: a card as typed, checked (Luhn, expiry, CVC) and never kept.
+//! - [`provider`]: the provider trait and the simulated provider.
+//! - [`api`]: the gRPC service the gateway calls to tokenise a card.
+
+pub mod api;
+pub mod card;
+pub mod provider;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use contracts::grpc::payments::v1::payments_server::PaymentsServer;
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts};
 
@@ -31,6 +40,12 @@ impl Service for Payments {
     }
 
     async fn build(&self, _context: &ServiceContext) -> anyhow::Result<ServiceParts> {
-        Ok(ServiceParts::default())
+        let api = api::PaymentsApi {
+            provider: Arc::new(provider::SimulatedProvider),
+        };
+        Ok(ServiceParts {
+            grpc: tonic::service::Routes::new(PaymentsServer::new(api)),
+            ..ServiceParts::default()
+        })
     }
 }
