@@ -1,9 +1,25 @@
 //! The gateway: Kart's one public door.
 //!
 //! It keeps nothing durable and so scales by adding replicas. It serves the
-//! public REST API under `/api/v1` and, for now, the system status: every
-//! service behind it and whether it is ready. The API routes, the web pages
-//! and live order status arrive with the issues that build them.
+//! public REST API under `/api/v1`, forwarding to the services over gRPC
+//! ([`upstream`]), with its OpenAPI document at `/api/openapi.json` and a
+//! reference page at `/api/docs` ([`docs`]).
+//!
+//! - [`auth`]: access tokens, session cookies, roles.
+//! - [`limits`]: rate limits per client IP and per user.
+//! - [`extract`]: JSON and query extractors whose rejections are problems.
+//! - [`api`]: the resources, each with its routes and JSON shapes.
+//!
+//! Timeouts, the body size limit and request ids come from `kit::http`,
+//! like every service's.
+
+pub mod api;
+pub mod auth;
+pub mod docs;
+pub mod extract;
+pub mod images;
+pub mod limits;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +27,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use axum::Router;
 use axum::extract::State;
-use axum::response::{IntoResponse, Redirect};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::{Html, IntoResponse, Redirect};
 use axum::routing::get;
+use kit::config::GatewaySettings;
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts};
 use serde::Serialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::auth::TokenKeys;
+use crate::limits::RateLimiter;
+use crate::upstream::Upstreams;
+
+/// What every API handler shares.
+pub struct AppState {
+    pub upstreams: Upstreams,
+    pub keys: TokenKeys,
+    pub ip_limit: Option<RateLimiter>,
+    pub user_limit: Option<RateLimiter>,
+    pub gateway: GatewaySettings,
+}
 
 /// A service the gateway forwards to, and where it lives.
 #[derive(Debug, Clone)]
@@ -44,22 +77,104 @@ impl Service for Gateway {
         None
     }
 
-    async fn build(&self, _context: &ServiceContext) -> anyhow::Result<ServiceParts> {
+    async fn build(&self, context: &ServiceContext) -> anyhow::Result<ServiceParts> {
+        let settings = &context.settings;
+        let gateway = settings.gateway.clone();
+        let state = Arc::new(AppState {
+            upstreams: Upstreams::connect(
+                &self.upstreams,
+                Duration::from_secs(gateway.upstream_timeout_secs),
+            )?,
+            keys: TokenKeys::load(settings)?,
+            ip_limit: RateLimiter::new(gateway.ip_rate_per_sec, gateway.ip_burst),
+            user_limit: RateLimiter::new(gateway.user_rate_per_sec, gateway.user_burst),
+            gateway: gateway.clone(),
+        });
+        let (api, openapi) = OpenApiRouter::with_openapi(docs::base())
+            .merge(api::auth::router())
+            .merge(api::me::router())
+            .merge(api::products::router())
+            .merge(api::stock::router())
+            .split_for_parts();
+        let api = api
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                limits::limit_by_ip,
+            ))
+            .with_state(state);
+        let openapi_json = Arc::new(serde_json::to_string_pretty(&openapi)?);
+        let docs_html = Arc::new(docs::html(&openapi));
+
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let state = Arc::new(StatusState {
+        let status_state = Arc::new(StatusState {
             client,
             upstreams: self.upstreams.clone(),
         });
         let routes = Router::new()
-            .route("/", get(|| async { Redirect::temporary("/api/v1/status") }))
-            .route("/api/v1/status", get(status).with_state(state));
+            .route("/", get(|| async { Redirect::temporary("/api/docs") }))
+            .route(
+                "/api/openapi.json",
+                get(move || {
+                    let body = Arc::clone(&openapi_json);
+                    async move {
+                        (
+                            [(header::CONTENT_TYPE, "application/json")],
+                            body.as_str().to_owned(),
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/api/docs",
+                get(move || {
+                    let body = Arc::clone(&docs_html);
+                    async move { Html(body.as_str().to_owned()) }
+                }),
+            )
+            .route("/api/v1/status", get(status).with_state(status_state))
+            .route("/images/products/{file}", get(images::product_image))
+            .merge(api);
         Ok(ServiceParts {
             routes,
+            cors: cors(&gateway)?,
             ..ServiceParts::default()
         })
     }
+}
+
+/// Browsers on the configured origins may call the API, with cookies.
+/// Without any, only pages served by the gateway itself can.
+fn cors(gateway: &GatewaySettings) -> anyhow::Result<Option<CorsLayer>> {
+    if gateway.cors_allowed_origins.is_empty() {
+        return Ok(None);
+    }
+    let origins = gateway
+        .cors_allowed_origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o).map_err(|_| {
+                anyhow::anyhow!(
+                    "configuration key `gateway.cors_allowed_origins`: `{o}` is not an origin"
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-request-id"),
+                HeaderName::from_static("idempotency-key"),
+            ])
+            .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER])
+            .max_age(Duration::from_secs(600)),
+    ))
 }
 
 struct StatusState {

@@ -7,6 +7,7 @@
 //! The business code is the same in both modes; only the storage URL and
 //! the bus behind the `EventBus` trait differ.
 
+mod demo;
 mod services;
 
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ pub struct Cli {
 
 const EXAMPLES: &str = "Examples:
   kart up                          run everything locally; open http://127.0.0.1:8080
+  kart admin create --embedded --email you@example.com   make the first admin
   kart serve orders                run the orders service on PostgreSQL + Kafka
   KART__BUS__BROKERS=kafka:9092 kart serve payments
   kart migrate                     create and migrate every service's PostgreSQL database
@@ -55,6 +57,9 @@ pub enum Command {
         /// Where the databases and the event log live.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Start with an empty shop instead of the demo catalog.
+        #[arg(long)]
+        no_demo: bool,
     },
     /// Run one service on PostgreSQL and a Kafka-protocol broker (distributed mode).
     Serve {
@@ -77,6 +82,11 @@ pub enum Command {
         )]
         url: String,
     },
+    /// Manage accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Create and migrate service databases, then exit.
     Migrate {
         /// Services to migrate (default: all that keep a database).
@@ -84,6 +94,24 @@ pub enum Command {
         /// Migrate the embedded (SQLite) databases instead of PostgreSQL.
         #[arg(long)]
         embedded: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account, or make an existing account an admin. The
+    /// password is read from KART_ADMIN_PASSWORD or, if unset, from the
+    /// first line of standard input; it is never a command-line argument
+    /// (those show up in `ps` and shell history).
+    Create {
+        #[arg(long)]
+        email: String,
+        /// In the embedded (SQLite) users database instead of PostgreSQL.
+        #[arg(long)]
+        embedded: bool,
+        /// The embedded data directory (with --embedded).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -100,6 +128,9 @@ impl Invocation {
         let mode = match &cli.command {
             Command::Up { .. }
             | Command::Migrate { embedded: true, .. }
+            | Command::Admin {
+                command: AdminCommand::Create { embedded: true, .. },
+            }
             | Command::Healthcheck { .. } => Mode::Embedded,
             Command::Env { service } => {
                 service_by_name(service, &Settings::defaults(Mode::Distributed))?;
@@ -109,11 +140,19 @@ impl Invocation {
                 service_by_name(service, &Settings::defaults(Mode::Distributed))?;
                 Mode::Distributed
             }
-            Command::Migrate { .. } => Mode::Distributed,
+            Command::Migrate { .. } | Command::Admin { .. } => Mode::Distributed,
         };
         let mut settings = Settings::load(mode, cli.config.as_deref())?;
         if let Command::Up {
             data_dir: Some(dir),
+            ..
+        }
+        | Command::Admin {
+            command:
+                AdminCommand::Create {
+                    data_dir: Some(dir),
+                    ..
+                },
         } = &cli.command
         {
             settings.data_dir = dir.clone();
@@ -135,7 +174,10 @@ impl Invocation {
     /// Runs the command to completion.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Up { .. } => up(self.settings).await,
+            Command::Up { no_demo, .. } => up(self.settings, !no_demo).await,
+            Command::Admin {
+                command: AdminCommand::Create { email, .. },
+            } => create_admin(&email, &self.settings).await,
             Command::Serve { service } => serve(&service, self.settings).await,
             Command::Migrate { services, .. } => migrate(&services, &self.settings).await,
             Command::Healthcheck { url } => healthcheck(&url).await,
@@ -241,7 +283,7 @@ impl System {
 }
 
 /// `kart up`.
-async fn up(settings: Settings) -> anyhow::Result<()> {
+async fn up(settings: Settings, with_demo: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let data_dir = settings.data_dir.clone();
     let system = System::start(settings).await?;
@@ -250,6 +292,20 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
         data_dir.display(),
         started.elapsed().as_millis()
     );
+    if with_demo
+        && let (Some(catalog), Some(inventory)) = (system.url("catalog"), system.url("inventory"))
+    {
+        match demo::seed(&catalog, &inventory).await {
+            Ok(0) => {}
+            Ok(added) => {
+                println!("Added the demo catalog: {added} products, 100 of each in stock.")
+            }
+            Err(error) => {
+                system.stop().await;
+                return Err(error.context("adding the demo catalog"));
+            }
+        }
+    }
     for service in &system.services {
         println!("  {:<14} {}", service.name, service.url());
     }
@@ -257,6 +313,34 @@ async fn up(settings: Settings) -> anyhow::Result<()> {
     wait_for_stop_signal().await;
     println!("Stopping…");
     system.stop().await;
+    Ok(())
+}
+
+/// `kart admin create`.
+async fn create_admin(email: &str, settings: &Settings) -> anyhow::Result<()> {
+    let password = match std::env::var("KART_ADMIN_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprintln!("Password for {email} (one line on standard input):");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    // Refuse a malformed address before touching any database, and say
+    // the address as it is stored (normalised), which is what signs in.
+    let email = users::domain::Email::parse(email)
+        .map_err(|problem| anyhow::anyhow!("admin email: {}", problem.detail))?;
+    let email = email.as_str();
+    let db = prepare_database("users", settings, users::MIGRATIONS).await?;
+    let outcome = users::ensure_admin(&db, email, &password).await;
+    db.close().await;
+    let message = match outcome? {
+        users::AdminOutcome::Created => "created; sign in with it",
+        users::AdminOutcome::Promoted => "existed and is now an admin (its password is unchanged)",
+        users::AdminOutcome::AlreadyAdmin => "is already an admin; nothing changed",
+    };
+    println!("Admin {email} {message}.");
     Ok(())
 }
 

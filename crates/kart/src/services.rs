@@ -64,6 +64,8 @@ pub fn deployment_env(name: &str, settings: &Settings) -> anyhow::Result<Vec<Str
         keys.push("KART__DATABASE__URL".to_owned());
     }
     if name == "gateway" {
+        // Every replica signs and checks access tokens with the same key.
+        keys.push("KART__AUTH__JWT_SECRET".to_owned());
         for upstream in SERVICE_NAMES.iter().filter(|n| **n != "gateway") {
             keys.push(format!("KART__SERVICES__{}__URL", upstream.to_uppercase()));
         }

@@ -115,16 +115,9 @@ fn assert_one_line_error(stderr: &str, mentions: &[&str]) {
     }
 }
 
-#[tokio::test]
-async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = kart();
-    command.arg("up").arg("--data-dir").arg(dir.path());
-    on_free_ports(&mut command);
-    let mut child = command.spawn().unwrap();
-    let lines = read_until(&mut child, |l| l.starts_with("Press Ctrl-C")).await;
-
-    let urls: Vec<(String, String)> = lines
+/// The `  <service>  <url>` lines `kart up` prints once it is ready.
+fn service_urls(lines: &[String]) -> Vec<(String, String)> {
+    lines
         .iter()
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
@@ -133,7 +126,18 @@ async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
             url.starts_with("http://")
                 .then(|| (name.to_owned(), url.to_owned()))
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test]
+async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = kart();
+    command.arg("up").arg("--data-dir").arg(dir.path());
+    on_free_ports(&mut command);
+    let mut child = command.spawn().unwrap();
+    let lines = read_until(&mut child, |l| l.starts_with("Press Ctrl-C")).await;
+    let urls = service_urls(&lines);
     let names: Vec<&str> = urls.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, SERVICES, "{lines:?}");
     for (name, url) in &urls {
@@ -185,8 +189,15 @@ async fn kart_up_starts_every_service_and_stops_cleanly_on_ctrl_c() {
     assert_one_line_error(&stderr, &["unreachable"]);
 }
 
+/// What an operator exports before `docker compose up`: the variables the
+/// Compose file requires (`${NAME:?message}`).
+const OPERATOR_ENVIRONMENT: &[(&str, &str)] = &[(
+    "KART_JWT_SECRET",
+    "a-signing-key-an-operator-made-for-this-test",
+)];
+
 /// The environment `deploy/compose.yaml` gives `service`, with Compose's
-/// `${VAR:-default}` interpolation applied.
+/// `${NAME:-default}` and `${NAME:?message}` interpolation applied.
 fn compose_environment(service: &str) -> Vec<(String, String)> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/compose.yaml");
     let mut compose: serde_yaml::Value =
@@ -203,12 +214,19 @@ fn compose_environment(service: &str) -> Vec<(String, String)> {
                 serde_yaml::Value::String(s) => s.clone(),
                 other => serde_yaml::to_string(other).unwrap().trim().to_owned(),
             };
-            // `${NAME:-default}` → default (the variables are unset here).
+            // `${NAME:-default}` → default (optional variables are unset
+            // here); `${NAME:?message}` → what the operator exported.
             let value = match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-                Some(inner) => inner
-                    .split_once(":-")
-                    .map(|(_, d)| d.to_owned())
-                    .unwrap_or_default(),
+                Some(inner) => match (inner.split_once(":-"), inner.split_once(":?")) {
+                    (Some((_, default)), _) => default.to_owned(),
+                    (None, Some((name, _))) => OPERATOR_ENVIRONMENT
+                        .iter()
+                        .find(|(key, _)| *key == name)
+                        .unwrap_or_else(|| panic!("compose requires {name}: add it here"))
+                        .1
+                        .to_owned(),
+                    (None, None) => String::new(),
+                },
                 None => value,
             };
             (k.as_str().unwrap().to_owned(), value)
@@ -417,6 +435,15 @@ async fn request_logs_carry_the_service_the_request_id_and_the_callers_trace_id(
         .env("KART__TELEMETRY__LOG_FORMAT", "json");
     on_free_ports(&mut command);
     let mut child = command.spawn().unwrap();
+    // Read the log as it comes: a full pipe would stall the process.
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut log = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr_pipe, &mut log)
+            .await
+            .unwrap();
+        log
+    });
     let lines = read_until(&mut child, |l| l.starts_with("Press Ctrl-C")).await;
     let orders = lines
         .iter()
@@ -441,11 +468,8 @@ async fn request_logs_carry_the_service_the_request_id_and_the_callers_trace_id(
     );
 
     signal(&child, "INT");
-    let output = tokio::time::timeout(Duration::from_secs(5), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(exits_within_5s(&mut child).await.success());
+    let stderr = log.await.unwrap();
     let request_log = stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -533,4 +557,160 @@ async fn help_explains_the_commands() {
     for word in ["up", "serve", "migrate", "kart up", "KART__"] {
         assert!(help.contains(word), "`{word}` in help:\n{help}");
     }
+}
+
+#[tokio::test]
+async fn kart_admin_create_makes_the_first_admin_without_a_default_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = |password: &str| {
+        let mut command = kart();
+        command
+            .args([
+                "admin",
+                "create",
+                "--embedded",
+                "--email",
+                "Boss@Example.com",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("KART_ADMIN_PASSWORD", password);
+        command
+    };
+    // The password policy holds for admins too, and a refusal is one line.
+    let (status, stderr) = run_to_failure(&mut create("short")).await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["password"]);
+
+    let output = create("a long admin passphrase").output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("boss@example.com created"), "{said}");
+    assert!(
+        !said.contains("a long admin passphrase"),
+        "the password never prints"
+    );
+    let again = create("another passphrase entirely")
+        .output()
+        .await
+        .unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already an admin; nothing changed"));
+
+    // The account works, with the first password, and is an admin.
+    let system = system_on_free_ports(dir.path()).await;
+    let gateway = system.url("gateway").unwrap();
+    let client = reqwest::Client::new();
+    let signin = |password: &'static str| {
+        client
+            .post(format!("{gateway}/api/v1/auth/signin"))
+            .json(&serde_json::json!({"email": "boss@example.com", "password": password}))
+            .send()
+    };
+    assert_eq!(
+        signin("another passphrase entirely")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let session: serde_json::Value = signin("a long admin passphrase")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["user"]["role"], "admin", "{session}");
+    system.stop().await;
+}
+
+/// The text between `<!-- name:start -->` and `<!-- name:end -->` in the
+/// README, inside its one fenced block.
+fn readme_block(name: &str) -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let start = format!("<!-- {name}:start -->");
+    let end = format!("<!-- {name}:end -->");
+    let marked = readme
+        .split_once(&start)
+        .and_then(|(_, rest)| rest.split_once(&end))
+        .unwrap_or_else(|| panic!("README marks no {name} block"))
+        .0;
+    let body = marked
+        .trim()
+        .strip_prefix("```sh")
+        .and_then(|b| b.strip_suffix("```"))
+        .unwrap_or_else(|| panic!("the {name} block is one ```sh fence"));
+    body.to_owned()
+}
+
+/// The README's curl examples, run as written by bash against a fresh
+/// `kart up` started the way the README says (with its first admin).
+#[tokio::test]
+async fn the_readmes_api_examples_run_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let email = "admin@example.com";
+    let password = "a long admin passphrase";
+    assert!(
+        readme.contains(&format!("KART__AUTH__ADMIN_EMAIL={email}"))
+            && readme.contains(&format!("KART__AUTH__ADMIN_PASSWORD='{password}'")),
+        "the README starts Kart with the admin its examples sign in as"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = kart();
+    command
+        .arg("up")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("KART__AUTH__ADMIN_EMAIL", email)
+        .env("KART__AUTH__ADMIN_PASSWORD", password);
+    on_free_ports(&mut command);
+    let mut child = command.spawn().unwrap();
+    let lines = read_until(&mut child, |l| l.starts_with("Press Ctrl-C")).await;
+    let gateway = service_urls(&lines)
+        .into_iter()
+        .find(|(name, _)| name == "gateway")
+        .unwrap()
+        .1;
+
+    let examples = readme_block("api-examples");
+    let output = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &examples])
+        .env("KART", &gateway)
+        .output()
+        .await
+        .expect("bash runs");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the README's examples failed ({}):\n{printed}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // What each step should have answered, in the order they ran.
+    let mut rest = printed.as_ref();
+    for expected in [
+        r#""email":"ada@example.com""#,
+        r#""display_name":"Ada""#,
+        r#""last4":"4242""#,
+        r#""payment_methods":["#,
+        r#""category":"coffee""#,
+        r#""name":"Ethiopia Yirgacheffe Beans""#,
+        r#""sku":"BEANS-DECAF""#,
+        r#""sku":"MUG-ENAMEL""#,
+        r#""on_hand":40"#,
+        r#""reason":"first delivery""#,
+    ] {
+        let at = rest
+            .find(expected)
+            .unwrap_or_else(|| panic!("`{expected}` not printed next; printed:\n{printed}"));
+        rest = &rest[at + expected.len()..];
+    }
+    signal(&child, "INT");
+    assert!(exits_within_5s(&mut child).await.success());
 }

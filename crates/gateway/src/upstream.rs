@@ -1,0 +1,74 @@
+//! The services behind the gateway, reached over gRPC.
+//!
+//! Channels connect lazily and reconnect on their own, so the gateway
+//! starts before (and survives restarts of) the services it fronts. Every
+//! call carries the request's trace context and request id, and a failed
+//! call becomes the problem the service meant, or an opaque 502/503/504.
+
+use std::time::Duration;
+
+use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
+use contracts::grpc::inventory::v1::inventory_client::InventoryClient;
+use contracts::grpc::payments::v1::payments_client::PaymentsClient;
+use contracts::grpc::users::v1::accounts_client::AccountsClient;
+use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
+use kit::http::RequestContext;
+use kit::problem::Problem;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::Upstream;
+
+#[derive(Clone)]
+pub struct Upstreams {
+    pub accounts: AccountsClient<Channel>,
+    pub payment_methods: PaymentMethodsClient<Channel>,
+    pub catalog: CatalogClient<Channel>,
+    pub inventory: InventoryClient<Channel>,
+    pub payments: PaymentsClient<Channel>,
+}
+
+fn channel(upstreams: &[Upstream], name: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    let upstream = upstreams
+        .iter()
+        .find(|u| u.name == name)
+        .ok_or_else(|| anyhow::anyhow!("the gateway has no address for the {name} service"))?;
+    let endpoint = Endpoint::from_shared(upstream.url.clone())
+        .map_err(|e| anyhow::anyhow!("services.{name}.url `{}`: {e}", upstream.url))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
+}
+
+impl Upstreams {
+    pub fn connect(upstreams: &[Upstream], timeout: Duration) -> anyhow::Result<Upstreams> {
+        let users = channel(upstreams, "users", timeout)?;
+        Ok(Upstreams {
+            accounts: AccountsClient::new(users.clone()),
+            payment_methods: PaymentMethodsClient::new(users),
+            catalog: CatalogClient::new(channel(upstreams, "catalog", timeout)?),
+            inventory: InventoryClient::new(channel(upstreams, "inventory", timeout)?),
+            payments: PaymentsClient::new(channel(upstreams, "payments", timeout)?),
+        })
+    }
+}
+
+/// A gRPC request in the trace of `context`, carrying its request id.
+pub fn request<T>(context: &RequestContext, message: T) -> tonic::Request<T> {
+    let mut request = contracts::grpc::with_trace(message, &context.trace);
+    if let Ok(value) = MetadataValue::try_from(context.request_id.as_str()) {
+        request.metadata_mut().insert("x-request-id", value);
+    }
+    request
+}
+
+/// The answer of a call to `service`, or the problem to give the client.
+pub fn answer<T>(
+    service: &str,
+    result: Result<tonic::Response<T>, tonic::Status>,
+) -> Result<T, Problem> {
+    result
+        .map(tonic::Response::into_inner)
+        .map_err(|status| Problem::from_status(service, &status))
+}
