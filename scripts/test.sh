@@ -43,13 +43,15 @@ apt_install() {
 
 step "System packages"
 # librdkafka is compiled from its bundled source: it needs a C toolchain,
-# make and perl (its configure script); psql talks to the test database.
+# make and perl (its configure script); psql talks to the test database;
+# the README's curl examples are run as written.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v make >/dev/null || need+=(make)
 command -v perl >/dev/null || need+=(perl)
 command -v psql >/dev/null || need+=(postgresql-client)
 command -v pg_isready >/dev/null || need+=(postgresql-client)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt_install "${need[@]}"
