@@ -91,6 +91,11 @@ pub struct BusSettings {
     pub idempotent_producer: bool,
     /// Embedded event log file; `{data_dir}` is replaced.
     pub embedded_path: String,
+    /// Put before every topic and consumer group name on a Kafka broker
+    /// (`staging.` gives `staging.order.events`), so several Kart
+    /// installations, or test runs, share one broker without seeing each
+    /// other's events. Empty by default.
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -270,6 +275,7 @@ impl Settings {
                 replication_factor: 1,
                 idempotent_producer: true,
                 embedded_path: "{data_dir}/bus.db".into(),
+                namespace: String::new(),
             },
             http: HttpSettings {
                 host: IpAddr::from([127, 0, 0, 1]),
@@ -332,6 +338,17 @@ impl Settings {
         }
         if self.bus.kind == BusKind::Kafka {
             parse_broker_list(&self.bus.brokers).map_err(|p| key_error("bus.brokers", &p))?;
+        }
+        if !self
+            .bus
+            .namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(key_error(
+                "bus.namespace",
+                "may hold only letters, digits, '.', '_' and '-' (Kafka's topic characters)",
+            ));
         }
         if self.bus.partitions < 1 {
             return Err(key_error("bus.partitions", "must be at least 1"));

@@ -74,6 +74,9 @@ pub fn kafka_settings() -> crate::config::BusSettings {
     let mut settings = Settings::defaults(Mode::Distributed).bus;
     settings.kind = BusKind::Kafka;
     settings.brokers = kafka_brokers();
+    // Tests run side by side on one broker: each in its own topics and
+    // consumer groups, so no test sees another's events or group members.
+    settings.namespace = format!("{}.", unique("t"));
     if let Ok(value) = std::env::var("KART_TEST_KAFKA_IDEMPOTENT") {
         settings.idempotent_producer = value != "false";
     }

@@ -38,8 +38,26 @@ pub struct KafkaBus {
     producer: FutureProducer,
     replication_factor: i32,
     default_partitions: i32,
+    /// Put before every topic and group name on the broker; see
+    /// [`BusSettings::namespace`].
+    namespace: Namespace,
     /// Topics known to exist, so each is created at most once per process.
     known_topics: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Kart's names (`order.events`, `inventory`) to the broker's and back.
+#[derive(Clone, Default)]
+struct Namespace(String);
+
+impl Namespace {
+    fn outside(&self, name: &str) -> String {
+        format!("{}{name}", self.0)
+    }
+
+    /// Kart's name for a broker name, if it is in this namespace.
+    fn inside<'a>(&self, name: &'a str) -> Option<&'a str> {
+        name.strip_prefix(self.0.as_str())
+    }
 }
 
 impl KafkaBus {
@@ -68,6 +86,7 @@ impl KafkaBus {
             producer,
             replication_factor: settings.replication_factor,
             default_partitions: settings.partitions,
+            namespace: Namespace(settings.namespace.clone()),
             known_topics: Arc::default(),
         };
         bus.ping().await?;
@@ -132,11 +151,16 @@ impl EventBus for KafkaBus {
             return Ok(());
         }
         let admin = self.admin()?;
+        let names: Vec<String> = topics
+            .iter()
+            .map(|t| self.namespace.outside(&t.name))
+            .collect();
         let new_topics: Vec<NewTopic<'_>> = topics
             .iter()
-            .map(|t| {
+            .zip(&names)
+            .map(|(t, name)| {
                 NewTopic::new(
-                    &t.name,
+                    name,
                     t.partitions,
                     TopicReplication::Fixed(self.replication_factor),
                 )
@@ -173,7 +197,8 @@ impl EventBus for KafkaBus {
                     value: Some(value.as_bytes()),
                 });
             }
-            let mut message = FutureRecord::to(&record.topic)
+            let topic = self.namespace.outside(&record.topic);
+            let mut message = FutureRecord::to(&topic)
                 .key(record.key.as_bytes())
                 .payload(record.payload.as_slice())
                 .headers(headers);
@@ -231,7 +256,7 @@ impl EventBus for KafkaBus {
         };
         let mut config = base_config(&self.brokers);
         config
-            .set("group.id", group)
+            .set("group.id", self.namespace.outside(group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -241,13 +266,15 @@ impl EventBus for KafkaBus {
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(context)
             .map_err(|e| BusError::Unreachable(e.to_string()))?;
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let names: Vec<String> = topics.iter().map(|t| self.namespace.outside(t)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         consumer
             .subscribe(&names)
             .map_err(|e| BusError::Other(format!("subscribing to {names:?}: {e}")))?;
         Ok(Box::new(KafkaSubscription {
             consumer,
             generation,
+            namespace: self.namespace.clone(),
         }))
     }
 
@@ -269,6 +296,7 @@ impl EventBus for KafkaBus {
 
     async fn describe_topics(&self) -> Result<Vec<TopicInfo>, BusError> {
         let producer = self.producer.clone();
+        let namespace = self.namespace.clone();
         tokio::task::spawn_blocking(move || {
             let client = producer.client();
             let metadata = client
@@ -276,7 +304,10 @@ impl EventBus for KafkaBus {
                 .map_err(|e| BusError::Unreachable(e.to_string()))?;
             let mut infos = Vec::new();
             for topic in metadata.topics() {
-                if topic.name().starts_with("__") {
+                let Some(name) = namespace.inside(topic.name()) else {
+                    continue;
+                };
+                if name.starts_with("__") {
                     continue;
                 }
                 let mut ends = Vec::new();
@@ -287,7 +318,7 @@ impl EventBus for KafkaBus {
                     ends.push(high);
                 }
                 infos.push(TopicInfo {
-                    name: topic.name().to_owned(),
+                    name: name.to_owned(),
                     partition_ends: ends,
                 });
             }
@@ -318,6 +349,7 @@ impl ConsumerContext for GroupContext {
 struct KafkaSubscription {
     consumer: StreamConsumer<GroupContext>,
     generation: Arc<AtomicU64>,
+    namespace: Namespace,
 }
 
 #[async_trait]
@@ -342,8 +374,12 @@ impl Subscription for KafkaSubscription {
                     .collect()
             })
             .unwrap_or_default();
+        let topic = self
+            .namespace
+            .inside(message.topic())
+            .unwrap_or(message.topic());
         Ok(Delivery {
-            topic: message.topic().to_owned(),
+            topic: topic.to_owned(),
             partition: message.partition(),
             offset: message.offset(),
             key: String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned(),
@@ -354,7 +390,12 @@ impl Subscription for KafkaSubscription {
 
     async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError> {
         self.consumer
-            .seek(topic, partition, Offset::Offset(offset), METADATA_TIMEOUT)
+            .seek(
+                &self.namespace.outside(topic),
+                partition,
+                Offset::Offset(offset),
+                METADATA_TIMEOUT,
+            )
             .map_err(|e| BusError::Other(format!("seek {topic}/{partition}@{offset}: {e}")))
     }
 
@@ -365,8 +406,12 @@ impl Subscription for KafkaSubscription {
         next_offset: i64,
     ) -> Result<(), BusError> {
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(topic, partition, Offset::Offset(next_offset))
-            .map_err(|e| BusError::Other(e.to_string()))?;
+        list.add_partition_offset(
+            &self.namespace.outside(topic),
+            partition,
+            Offset::Offset(next_offset),
+        )
+        .map_err(|e| BusError::Other(e.to_string()))?;
         self.consumer
             .commit(&list, CommitMode::Async)
             .map_err(|e| BusError::Other(e.to_string()))
@@ -382,7 +427,10 @@ impl Subscription for KafkaSubscription {
             .map(|list| {
                 list.elements()
                     .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .map(|e| {
+                        let topic = self.namespace.inside(e.topic()).unwrap_or(e.topic());
+                        (topic.to_owned(), e.partition())
+                    })
                     .collect()
             })
             .unwrap_or_default()

@@ -179,3 +179,54 @@ async fn the_test_broker_hands_a_restarted_groups_partitions_to_its_new_member()
     );
     eprintln!("{report} (known for this broker)");
 }
+
+/// Two Kart installations on one broker, each in its own namespace: the
+/// same topic name is two topics, and neither sees the other's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_keep_installations_on_one_broker_apart() {
+    use kit::bus::EventBus;
+    use kit::bus::kafka::KafkaBus;
+    let (first_settings, second_settings) = (
+        kit::testing::kafka_settings(),
+        kit::testing::kafka_settings(),
+    );
+    assert_ne!(first_settings.namespace, second_settings.namespace);
+    let first = KafkaBus::connect(&first_settings).await.unwrap();
+    let second = KafkaBus::connect(&second_settings).await.unwrap();
+    let record = |key: &str| Record {
+        topic: "order.events".to_owned(),
+        key: key.to_owned(),
+        headers: Default::default(),
+        payload: b"{}".to_vec(),
+    };
+    first.publish(&[record("a"), record("b")]).await.unwrap();
+    second.publish(&[record("c")]).await.unwrap();
+
+    let ends = |topics: Vec<kit::bus::TopicInfo>| -> Vec<(String, i64)> {
+        topics
+            .into_iter()
+            .map(|t| (t.name, t.partition_ends.iter().sum()))
+            .collect()
+    };
+    assert_eq!(
+        ends(first.describe_topics().await.unwrap()),
+        [("order.events".to_owned(), 2)],
+        "each sees its own topic by Kart's name, and only its own"
+    );
+    assert_eq!(
+        ends(second.describe_topics().await.unwrap()),
+        [("order.events".to_owned(), 1)]
+    );
+    let mut subscription = second
+        .subscribe("inventory", &["order.events".to_owned()])
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+        .await
+        .expect("a record within 30 s")
+        .unwrap();
+    assert_eq!(
+        (delivery.topic.as_str(), delivery.key.as_str()),
+        ("order.events", "c")
+    );
+}
