@@ -164,7 +164,7 @@ pub fn parse_category(raw: &str) -> Result<String, Problem> {
 }
 
 pub fn new_product_id() -> String {
-    format!("prd_{}", uuid::Uuid::now_v7().simple())
+    kit::new_id("prd")
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
     ) -> Result<Response<pb::StockLevel>, Status> {
         let input = request.into_inner();
         let adjustment = Adjustment::parse(&input.sku, input.delta, &input.reason)?;
-        let id = format!("adj_{}", uuid::Uuid::now_v7().simple());
+        let id = kit::new_id("adj");
         let mut tx = self.db.begin().await.map_err(internal)?;
         let level = store::adjust(&mut tx, &adjustment, &input.actor, &id)
             .await

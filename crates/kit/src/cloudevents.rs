@@ -96,7 +96,7 @@ impl CloudEvent {
 
 /// A new, time-ordered event id (UUIDv7), prefixed as Kart's ids are.
 pub fn new_event_id() -> String {
-    format!("evt_{}", uuid::Uuid::now_v7().simple())
+    crate::new_id("evt")
 }
 
 #[cfg(test)]

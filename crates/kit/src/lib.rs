@@ -30,3 +30,9 @@ pub mod testing;
 pub use bus::SharedBus;
 pub use db::{Db, Tx};
 pub use service::{Service, ServiceContext, ServiceParts, Worker};
+
+/// A new id with its type prefix (`usr_`, `ord_`, `evt_`): time-ordered
+/// (UUIDv7), so indexes stay compact, and unambiguous in logs.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}

@@ -291,11 +291,7 @@ impl SavedCard {
     }
 }
 
-/// A new id with its type prefix (`usr_`, `pm_`, `ses_`): time-ordered, so
-/// indexes stay compact, and unambiguous in logs.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
+pub use kit::new_id;
 
 #[cfg(test)]
 mod tests {
