@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kart/catalog/v1/catalog.proto",
         "proto/kart/inventory/v1/inventory.proto",
         "proto/kart/payments/v1/payments.proto",
+        "proto/kart/orders/v1/orders.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

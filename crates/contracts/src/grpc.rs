@@ -31,6 +31,12 @@ pub mod payments {
     }
 }
 
+pub mod orders {
+    pub mod v1 {
+        tonic::include_proto!("kart.orders.v1");
+    }
+}
+
 /// Wraps `message` in a request that carries `trace` (as a child span).
 pub fn with_trace<T>(message: T, trace: &TraceParent) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -38,6 +44,23 @@ pub fn with_trace<T>(message: T, trace: &TraceParent) -> tonic::Request<T> {
         request.metadata_mut().insert("traceparent", value);
     }
     request
+}
+
+/// A channel to another service at `url` that connects on first use and
+/// reconnects on its own, so a service starts before (and survives
+/// restarts of) the services it calls. `setting` names the configuration
+/// key in the error for a malformed URL.
+pub fn lazy_channel(
+    url: &str,
+    timeout: std::time::Duration,
+    setting: &str,
+) -> Result<tonic::transport::Channel, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("{setting} `{url}`: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(timeout)
+        .tcp_nodelay(true);
+    Ok(endpoint.connect_lazy())
 }
 
 /// The trace a request arrived in, or a new one.

@@ -41,6 +41,8 @@ pub struct Settings {
     pub gateway: GatewaySettings,
     #[serde(default)]
     pub inventory: InventorySettings,
+    #[serde(default)]
+    pub orders: OrderSettings,
     /// Per-service settings, keyed by service name (`orders`, `gateway`, ...).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSettings>,
@@ -216,6 +218,27 @@ impl Default for InventorySettings {
     }
 }
 
+/// How long an order may wait for its payment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderSettings {
+    /// A reserved order whose payment has not settled by then fails (and a
+    /// capture that arrives later is refunded). Shorter than the stock
+    /// reservation, so the order fails before its stock is given back.
+    pub payment_timeout_secs: u64,
+    /// How often stuck orders are looked for.
+    pub stuck_sweep_secs: u64,
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            payment_timeout_secs: 10 * 60,
+            stuck_sweep_secs: 5,
+        }
+    }
+}
+
 fn serialize_redacted_option<S: serde::Serializer>(
     value: &Option<SecretString>,
     s: S,
@@ -289,6 +312,7 @@ impl Settings {
                 ..GatewaySettings::default()
             },
             inventory: InventorySettings::default(),
+            orders: OrderSettings::default(),
             services: BTreeMap::new(),
         }
     }
@@ -391,6 +415,15 @@ impl Settings {
                 "inventory.expiry_sweep_secs",
                 "must be at least 1",
             ));
+        }
+        if self.orders.payment_timeout_secs == 0 {
+            return Err(key_error(
+                "orders.payment_timeout_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.orders.stuck_sweep_secs == 0 {
+            return Err(key_error("orders.stuck_sweep_secs", "must be at least 1"));
         }
         if self.gateway.upstream_timeout_secs == 0 {
             return Err(key_error(

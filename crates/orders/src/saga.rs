@@ -1,0 +1,243 @@
+//! What each transition sets off. A status change and the events it
+//! causes are written in the caller's transaction (the outbox), so they
+//! happen together or not at all; inventory and payments react to the
+//! events.
+
+use chrono::{TimeZone, Utc};
+use contracts::Event;
+use contracts::events::{
+    Money, OrderCancelledV1, OrderFailedV1, OrderFulfilledV1, OrderPaidV1, OrderPaymentRequestedV1,
+    PaymentChoiceV1, RefundRequestedV1,
+};
+use kit::db::{Tx, now_millis};
+use kit::outbox;
+use kit::telemetry::TraceParent;
+
+use crate::state::{Cause, Refusal, Status};
+use crate::store::{self, Order, StoreError};
+
+pub const SOURCE: &str = "/kart/orders";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    #[error("no order {0}")]
+    NoSuchOrder(String),
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for SagaError {
+    fn from(error: sqlx::Error) -> Self {
+        SagaError::Store(StoreError::Db(error))
+    }
+}
+
+fn at(millis: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis)
+        .single()
+        .unwrap_or_default()
+}
+
+fn money(amount_minor: i64, order: &Order) -> Money {
+    Money {
+        amount_minor,
+        currency: order.currency.clone(),
+    }
+}
+
+pub async fn load(tx: &mut Tx, order_id: &str) -> Result<Order, SagaError> {
+    store::by_id(tx, order_id)
+        .await?
+        .ok_or_else(|| SagaError::NoSuchOrder(order_id.to_owned()))
+}
+
+async fn emit<E: Event>(
+    tx: &mut Tx,
+    event: &E,
+    trace: Option<TraceParent>,
+) -> Result<(), SagaError> {
+    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace)).await?;
+    Ok(())
+}
+
+/// Applies `cause` to the order and writes what follows from it. Returns
+/// the order as it now is.
+pub async fn advance(
+    tx: &mut Tx,
+    order_id: &str,
+    cause: Cause,
+    detail: &str,
+    trace: Option<TraceParent>,
+) -> Result<Order, SagaError> {
+    let order = load(tx, order_id).await?;
+    let next = order.status.apply(&cause).map_err(SagaError::Refused)?;
+    let now = now_millis();
+    let failure_code = (next == Status::Failed).then(|| cause.code());
+    let step = store::Move {
+        from: order.status,
+        to: next,
+        cause: cause.code(),
+        detail,
+        failure_code,
+    };
+    store::move_status(tx, order_id, step, now).await?;
+    match next {
+        Status::Reserved => {
+            emit(
+                tx,
+                &OrderPaymentRequestedV1 {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    amount: money(order.total_minor, &order),
+                    payment: PaymentChoiceV1::SavedMethod {
+                        payment_method_id: order.payment_method_id.clone(),
+                    },
+                },
+                trace,
+            )
+            .await?;
+        }
+        Status::Paid => {
+            emit(
+                tx,
+                &OrderPaidV1 {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    total: money(order.total_minor, &order),
+                    paid_at: at(now),
+                },
+                trace,
+            )
+            .await?;
+        }
+        Status::Failed => {
+            emit(
+                tx,
+                &OrderFailedV1 {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    code: cause.code().to_owned(),
+                    reason: detail.to_owned(),
+                    failed_at: at(now),
+                },
+                trace,
+            )
+            .await?;
+        }
+        Status::Cancelled => {
+            emit(
+                tx,
+                &OrderCancelledV1 {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    reason: cause.code().to_owned(),
+                    cancelled_at: at(now),
+                },
+                trace,
+            )
+            .await?;
+            // Cancelled after payment: the money goes back.
+            if order.refundable_minor() > 0 {
+                request_refund(tx, &order, order.refundable_minor(), cause.code(), trace).await?;
+            }
+        }
+        Status::Fulfilled => {
+            emit(
+                tx,
+                &OrderFulfilledV1 {
+                    order_id: order.id.clone(),
+                    user_id: order.user_id.clone(),
+                    fulfilled_at: at(now),
+                },
+                trace,
+            )
+            .await?;
+        }
+        Status::Pending => {}
+    }
+    load(tx, order_id).await
+}
+
+/// Asks the payment service to give back `amount_minor` of what the order
+/// captured; the amount is held as pending until it confirms.
+pub async fn request_refund(
+    tx: &mut Tx,
+    order: &Order,
+    amount_minor: i64,
+    reason: &str,
+    trace: Option<TraceParent>,
+) -> Result<(), SagaError> {
+    let now = now_millis();
+    store::add_money(tx, &order.id, 0, 0, amount_minor, now).await?;
+    store::note(
+        tx,
+        order,
+        "refund_requested",
+        &format!("{} {} ({reason})", amount_minor, order.currency),
+        now,
+    )
+    .await?;
+    emit(
+        tx,
+        &RefundRequestedV1 {
+            order_id: order.id.clone(),
+            refund_request_id: kit::new_id("rfq"),
+            amount: money(amount_minor, order),
+            reason: reason.to_owned(),
+        },
+        trace,
+    )
+    .await
+}
+
+/// The payment service captured the order's money. A reserved order is
+/// paid; an order that was cancelled or failed meanwhile (a late capture)
+/// gets the money back at once.
+pub async fn payment_captured(
+    tx: &mut Tx,
+    order_id: &str,
+    amount_minor: i64,
+    trace: Option<TraceParent>,
+) -> Result<Order, SagaError> {
+    let order = load(tx, order_id).await?;
+    store::add_money(tx, order_id, amount_minor, 0, 0, now_millis()).await?;
+    if order.status == Status::Reserved {
+        return advance(tx, order_id, Cause::PaymentCaptured, "", trace).await;
+    }
+    let order = load(tx, order_id).await?;
+    if matches!(order.status, Status::Cancelled | Status::Failed) {
+        request_refund(
+            tx,
+            &order,
+            order.refundable_minor(),
+            "captured_after_close",
+            trace,
+        )
+        .await?;
+    } else {
+        store::note(tx, &order, "payment_captured", "", now_millis()).await?;
+    }
+    load(tx, order_id).await
+}
+
+/// The payment service gave money back.
+pub async fn refund_issued(
+    tx: &mut Tx,
+    order_id: &str,
+    amount_minor: i64,
+) -> Result<Order, SagaError> {
+    let order = load(tx, order_id).await?;
+    let now = now_millis();
+    store::add_money(tx, order_id, 0, amount_minor, -amount_minor, now).await?;
+    store::note(
+        tx,
+        &order,
+        "refund_issued",
+        &format!("{} {}", amount_minor, order.currency),
+        now,
+    )
+    .await?;
+    load(tx, order_id).await
+}

@@ -1,0 +1,426 @@
+//! The orders database. A status changes only through [`move_status`], a
+//! conditional update that fails if someone else moved the order first, so
+//! two writers (an event and a cancel, say) can never both win.
+
+use kit::db::Tx;
+use sqlx::AnyConnection;
+use sqlx::any::AnyRow;
+use sqlx::{Acquire, Row};
+
+use crate::state::Status;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub from: String,
+    pub to: String,
+    pub cause: String,
+    pub detail: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub user_id: String,
+    pub status: Status,
+    pub currency: String,
+    pub total_minor: i64,
+    pub payment_method_id: String,
+    pub failure_code: String,
+    pub captured_minor: i64,
+    pub refunded_minor: i64,
+    pub refund_pending_minor: i64,
+    pub idempotency_key: String,
+    pub request_hash: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub lines: Vec<Line>,
+    pub history: Vec<Transition>,
+}
+
+impl Order {
+    /// What may still be refunded: captured, less refunded and asked for.
+    pub fn refundable_minor(&self) -> i64 {
+        self.captured_minor - self.refunded_minor - self.refund_pending_minor
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("this idempotency key was used for another order")]
+    KeyTaken,
+    #[error("the order changed meanwhile")]
+    Conflict,
+    #[error("the orders database holds something it should not: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+const ORDER_COLUMNS: &str = "id, user_id, status, currency, total_minor, payment_method_id, \
+     failure_code, captured_minor, refunded_minor, refund_pending_minor, idempotency_key, \
+     request_hash, created_at, updated_at";
+
+fn order_row(row: &AnyRow) -> Result<Order, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(Order {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        status: Status::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status `{status}`")))?,
+        currency: row.try_get("currency")?,
+        total_minor: row.try_get("total_minor")?,
+        payment_method_id: row.try_get("payment_method_id")?,
+        failure_code: row.try_get("failure_code")?,
+        captured_minor: row.try_get("captured_minor")?,
+        refunded_minor: row.try_get("refunded_minor")?,
+        refund_pending_minor: row.try_get("refund_pending_minor")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        request_hash: row.try_get("request_hash")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        lines: Vec::new(),
+        history: Vec::new(),
+    })
+}
+
+/// Writes a new order with its lines and first history entry. A second
+/// order with the same user and key is [`StoreError::KeyTaken`]; the
+/// transaction is left usable (the insert runs under a savepoint).
+pub async fn insert(tx: &mut Tx, order: &Order) -> Result<(), StoreError> {
+    let mut savepoint = tx.begin().await?;
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO orders ({ORDER_COLUMNS})
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(&order.id)
+    .bind(&order.user_id)
+    .bind(order.status.as_str())
+    .bind(&order.currency)
+    .bind(order.total_minor)
+    .bind(&order.payment_method_id)
+    .bind(&order.failure_code)
+    .bind(order.captured_minor)
+    .bind(order.refunded_minor)
+    .bind(order.refund_pending_minor)
+    .bind(&order.idempotency_key)
+    .bind(&order.request_hash)
+    .bind(order.created_at)
+    .bind(order.updated_at)
+    .execute(&mut *savepoint)
+    .await;
+    match inserted {
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            savepoint.rollback().await?;
+            return Err(StoreError::KeyTaken);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    for (line_no, line) in order.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_minor)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&order.id)
+        .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
+        .bind(&line.sku)
+        .bind(&line.name)
+        .bind(line.quantity)
+        .bind(line.unit_price_minor)
+        .execute(&mut *savepoint)
+        .await?;
+    }
+    for transition in &order.history {
+        append_history(&mut savepoint, &order.id, transition).await?;
+    }
+    savepoint.commit().await?;
+    Ok(())
+}
+
+async fn append_history(
+    conn: &mut AnyConnection,
+    order_id: &str,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO order_history (order_id, seq, from_status, to_status, cause, detail, at)
+         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6
+         FROM order_history WHERE order_id = $7",
+    )
+    .bind(order_id)
+    .bind(&transition.from)
+    .bind(&transition.to)
+    .bind(&transition.cause)
+    .bind(&transition.detail)
+    .bind(transition.at)
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One order with its lines and history.
+pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let mut order = order_row(&row)?;
+    fill(conn, &mut order).await?;
+    Ok(Some(order))
+}
+
+/// The order a user made with an idempotency key.
+pub async fn by_key(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<Order>, StoreError> {
+    let id: Option<String> =
+        sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2")
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match id {
+        Some(id) => by_id(conn, &id).await,
+        None => Ok(None),
+    }
+}
+
+async fn fill(conn: &mut AnyConnection, order: &mut Order) -> Result<(), StoreError> {
+    let lines = sqlx::query(
+        "SELECT sku, name, quantity, unit_price_minor FROM order_lines
+         WHERE order_id = $1 ORDER BY line_no",
+    )
+    .bind(&order.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    order.lines = lines
+        .iter()
+        .map(|row| {
+            Ok(Line {
+                sku: row.try_get("sku")?,
+                name: row.try_get("name")?,
+                quantity: row.try_get("quantity")?,
+                unit_price_minor: row.try_get("unit_price_minor")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    let history = sqlx::query(
+        "SELECT from_status, to_status, cause, detail, at FROM order_history
+         WHERE order_id = $1 ORDER BY seq",
+    )
+    .bind(&order.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    order.history = history
+        .iter()
+        .map(|row| {
+            Ok(Transition {
+                from: row.try_get("from_status")?,
+                to: row.try_get("to_status")?,
+                cause: row.try_get("cause")?,
+                detail: row.try_get("detail")?,
+                at: row.try_get("at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(())
+}
+
+/// A status change to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Move<'a> {
+    pub from: Status,
+    pub to: Status,
+    pub cause: &'a str,
+    pub detail: &'a str,
+    /// Set on the order when it fails.
+    pub failure_code: Option<&'a str>,
+}
+
+/// Moves the order from `step.from` to `step.to`, with the cause in its
+/// history, if it is still in `step.from`; [`StoreError::Conflict`] if not.
+pub async fn move_status(
+    tx: &mut Tx,
+    order_id: &str,
+    step: Move<'_>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let Move {
+        from,
+        to,
+        cause,
+        detail,
+        failure_code,
+    } = step;
+    let moved = sqlx::query(
+        "UPDATE orders SET status = $1, updated_at = $2,
+                failure_code = COALESCE($3, failure_code)
+         WHERE id = $4 AND status = $5",
+    )
+    .bind(to.as_str())
+    .bind(now)
+    .bind(failure_code)
+    .bind(order_id)
+    .bind(from.as_str())
+    .execute(&mut **tx)
+    .await?;
+    if moved.rows_affected() != 1 {
+        return Err(StoreError::Conflict);
+    }
+    append_history(
+        tx,
+        order_id,
+        &Transition {
+            from: from.as_str().to_owned(),
+            to: to.as_str().to_owned(),
+            cause: cause.to_owned(),
+            detail: detail.to_owned(),
+            at: now,
+        },
+    )
+    .await
+}
+
+/// Writes an entry in the history that is not a status change (a capture on a
+/// cancelled order, a partial refund).
+pub async fn note(
+    tx: &mut Tx,
+    order: &Order,
+    cause: &str,
+    detail: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let status = order.status.as_str().to_owned();
+    append_history(
+        tx,
+        &order.id,
+        &Transition {
+            from: status.clone(),
+            to: status,
+            cause: cause.to_owned(),
+            detail: detail.to_owned(),
+            at: now,
+        },
+    )
+    .await
+}
+
+/// Adds to the money the payment service reported, and to what is asked
+/// back. The table's check refuses ever refunding more than was captured.
+pub async fn add_money(
+    tx: &mut Tx,
+    order_id: &str,
+    captured: i64,
+    refunded: i64,
+    refund_pending: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE orders SET captured_minor = captured_minor + $1,
+                refunded_minor = refunded_minor + $2,
+                refund_pending_minor = CASE WHEN refund_pending_minor + $3 < 0 THEN 0
+                                            ELSE refund_pending_minor + $4 END,
+                updated_at = $5
+         WHERE id = $6",
+    )
+    .bind(captured)
+    .bind(refunded)
+    .bind(refund_pending)
+    .bind(refund_pending)
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What a list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub user_id: Option<String>,
+    pub status: Option<Status>,
+    /// `created_at.id` of the last order of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+/// A page of orders, newest first, with lines but without history.
+pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order>, StoreError> {
+    let mut sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE 1 = 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        format!("${n}")
+    };
+    if filter.user_id.is_some() {
+        sql.push_str(&format!(" AND user_id = {}", next()));
+    }
+    if filter.status.is_some() {
+        sql.push_str(&format!(" AND status = {}", next()));
+    }
+    if filter.after.is_some() {
+        let (a, b, c) = (next(), next(), next());
+        sql.push_str(&format!(
+            " AND (created_at < {a} OR (created_at = {b} AND id < {c}))"
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT {}",
+        next()
+    ));
+    let mut query = sqlx::query(&sql);
+    if let Some(user_id) = &filter.user_id {
+        query = query.bind(user_id);
+    }
+    if let Some(status) = filter.status {
+        query = query.bind(status.as_str());
+    }
+    if let Some((created_at, id)) = &filter.after {
+        query = query.bind(*created_at).bind(*created_at).bind(id);
+    }
+    let rows = query
+        .bind(i64::from(filter.limit))
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut orders = rows.iter().map(order_row).collect::<Result<Vec<_>, _>>()?;
+    for order in &mut orders {
+        fill(conn, order).await?;
+        order.history.clear();
+    }
+    Ok(orders)
+}
+
+/// Orders that have sat in `status` since before `before`, oldest first.
+pub async fn stuck(
+    conn: &mut AnyConnection,
+    status: Status,
+    before: i64,
+    limit: u32,
+) -> Result<Vec<String>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM orders WHERE status = $1 AND updated_at < $2
+         ORDER BY updated_at LIMIT $3",
+    )
+    .bind(status.as_str())
+    .bind(before)
+    .bind(i64::from(limit))
+    .fetch_all(conn)
+    .await?)
+}
