@@ -4,22 +4,36 @@
 //!
 //! - [`card`]: a card as typed, checked (Luhn, expiry, CVC) and never kept.
 //! - [`provider`]: the provider trait and the simulated provider.
+//! - [`charges`]: paying for orders and refunding them, on order events.
 //! - [`api`]: the gRPC service the gateway calls to tokenise a card.
 
 pub mod api;
 pub mod card;
+pub mod charges;
 pub mod provider;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use contracts::grpc::payments::v1::payments_server::PaymentsServer;
+use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
+use contracts::topics;
+use kit::consumer::{ConsumerSpec, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts};
 
-/// The payments service.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Payments;
+pub const MIGRATIONS: &[Migration] = &[Migration::portable(
+    1,
+    "payments_refunds",
+    include_str!("../migrations/0001_payments.sql"),
+)];
+
+/// The payments service, and where it asks for a shopper's saved card.
+#[derive(Debug, Clone)]
+pub struct Payments {
+    pub users_url: String,
+}
 
 #[async_trait]
 impl Service for Payments {
@@ -32,7 +46,7 @@ impl Service for Payments {
     }
 
     fn migrations(&self) -> Option<&'static [Migration]> {
-        Some(&[])
+        Some(MIGRATIONS)
     }
 
     fn topics(&self) -> Vec<String> {
@@ -40,11 +54,28 @@ impl Service for Payments {
     }
 
     async fn build(&self, _context: &ServiceContext) -> anyhow::Result<ServiceParts> {
+        let provider: Arc<dyn provider::PaymentProvider> = Arc::new(provider::SimulatedProvider);
+        let users = contracts::grpc::lazy_channel(
+            &self.users_url,
+            Duration::from_secs(10),
+            "services.users.url",
+        )
+        .map_err(anyhow::Error::msg)?;
         let api = api::PaymentsApi {
-            provider: Arc::new(provider::SimulatedProvider),
+            provider: Arc::clone(&provider),
         };
         Ok(ServiceParts {
             grpc: tonic::service::Routes::new(PaymentsServer::new(api)),
+            consumers: vec![ConsumerSpec {
+                group: "payments".to_owned(),
+                topics: vec![topics::ORDER_EVENTS.to_owned()],
+                dead_letter_topic: topics::dead_letter_topic("payments"),
+                handler: Arc::new(charges::OrderPayments {
+                    provider,
+                    payment_methods: PaymentMethodsClient::new(users),
+                }),
+                retry: RetryPolicy::default(),
+            }],
             ..ServiceParts::default()
         })
     }

@@ -17,6 +17,33 @@ pub struct TokenizedCard {
     pub exp_year: u32,
 }
 
+/// A charge to make: `idempotency_key` is derived from the order, so a
+/// repeated request (a redelivered event, a restart mid-call) is the same
+/// charge at the provider, never a second one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    pub token: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub idempotency_key: String,
+}
+
+/// How a charge ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeOutcome {
+    /// The money is taken; `reference` is the provider's id for it.
+    Captured { reference: String },
+    /// The card was refused; `code` is stable (`card_declined`,
+    /// `insufficient_funds`), `reason` is for a person.
+    Declined { code: String, reason: String },
+}
+
+/// A provider failure that may pass (a timeout, a 5xx): try again later,
+/// with the same idempotency key.
+#[derive(Debug, thiserror::Error)]
+#[error("payment provider unavailable: {0}")]
+pub struct ProviderUnavailable(pub String);
+
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
     fn name(&self) -> &'static str;
@@ -25,6 +52,18 @@ pub trait PaymentProvider: Send + Sync {
     /// are problems the shopper can act on (`card_declined`, ...).
     async fn tokenize_card(&self, card: CardInput, user_id: &str)
     -> Result<TokenizedCard, Problem>;
+
+    /// Charges a saved card.
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProviderUnavailable>;
+
+    /// Gives back `amount_minor` of a capture; returns the provider's id
+    /// for the refund. The same key is the same refund.
+    async fn refund(
+        &self,
+        capture_reference: &str,
+        amount_minor: i64,
+        idempotency_key: &str,
+    ) -> Result<String, ProviderUnavailable>;
 }
 
 /// How the simulated provider treats a card, by Stripe's own test numbers.
@@ -95,6 +134,45 @@ impl PaymentProvider for SimulatedProvider {
             exp_year: card.exp_year,
         })
     }
+
+    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, ProviderUnavailable> {
+        Ok(match SimulatedOutcome::of_token(&request.token) {
+            Some(SimulatedOutcome::Succeeds) => ChargeOutcome::Captured {
+                // Derived from the key: the same request is the same charge.
+                reference: format!("ch_sim_{}", short_hash(&request.idempotency_key)),
+            },
+            Some(SimulatedOutcome::Declined) => ChargeOutcome::Declined {
+                code: "card_declined".into(),
+                reason: "The card was declined.".into(),
+            },
+            Some(SimulatedOutcome::InsufficientFunds) => ChargeOutcome::Declined {
+                code: "insufficient_funds".into(),
+                reason: "The card has insufficient funds.".into(),
+            },
+            None => ChargeOutcome::Declined {
+                code: "invalid_payment_method".into(),
+                reason: "This saved card was not issued by the simulated provider.".into(),
+            },
+        })
+    }
+
+    async fn refund(
+        &self,
+        capture_reference: &str,
+        _amount_minor: i64,
+        idempotency_key: &str,
+    ) -> Result<String, ProviderUnavailable> {
+        Ok(format!(
+            "re_sim_{}",
+            short_hash(&format!("{capture_reference}/{idempotency_key}"))
+        ))
+    }
+}
+
+/// A stable 24-hex-digit digest, for ids derived from keys.
+fn short_hash(input: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(input.as_bytes())[..12])
 }
 
 #[cfg(test)]
