@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi as _};
         (name = "catalog admin", description = "Editing the catalog (admin role)."),
         (name = "stock", description = "Availability."),
         (name = "stock admin", description = "Stock levels and adjustments (admin role)."),
+        (name = "orders", description = "Placing and following orders."),
+        (name = "orders admin", description = "Every order; fulfil and refund (admin role)."),
     ),
 )]
 pub struct ApiDoc;

@@ -93,6 +93,7 @@ impl Service for Gateway {
         let (api, openapi) = OpenApiRouter::with_openapi(docs::base())
             .merge(api::auth::router())
             .merge(api::me::router())
+            .merge(api::orders::router())
             .merge(api::products::router())
             .merge(api::stock::router())
             .split_for_parts();

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use contracts::grpc::inventory::v1::inventory_client::InventoryClient;
+use contracts::grpc::orders::v1::orders_client::OrdersClient;
 use contracts::grpc::payments::v1::payments_client::PaymentsClient;
 use contracts::grpc::users::v1::accounts_client::AccountsClient;
 use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use kit::http::RequestContext;
 use kit::problem::Problem;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::Upstream;
 
@@ -25,6 +26,7 @@ pub struct Upstreams {
     pub payment_methods: PaymentMethodsClient<Channel>,
     pub catalog: CatalogClient<Channel>,
     pub inventory: InventoryClient<Channel>,
+    pub orders: OrdersClient<Channel>,
     pub payments: PaymentsClient<Channel>,
 }
 
@@ -33,12 +35,8 @@ fn channel(upstreams: &[Upstream], name: &str, timeout: Duration) -> anyhow::Res
         .iter()
         .find(|u| u.name == name)
         .ok_or_else(|| anyhow::anyhow!("the gateway has no address for the {name} service"))?;
-    let endpoint = Endpoint::from_shared(upstream.url.clone())
-        .map_err(|e| anyhow::anyhow!("services.{name}.url `{}`: {e}", upstream.url))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(timeout)
-        .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+    contracts::grpc::lazy_channel(&upstream.url, timeout, &format!("services.{name}.url"))
+        .map_err(anyhow::Error::msg)
 }
 
 impl Upstreams {
@@ -49,6 +47,7 @@ impl Upstreams {
             payment_methods: PaymentMethodsClient::new(users),
             catalog: CatalogClient::new(channel(upstreams, "catalog", timeout)?),
             inventory: InventoryClient::new(channel(upstreams, "inventory", timeout)?),
+            orders: OrdersClient::new(channel(upstreams, "orders", timeout)?),
             payments: PaymentsClient::new(channel(upstreams, "payments", timeout)?),
         })
     }

@@ -15,38 +15,52 @@ pub const SERVICE_NAMES: &[&str] = &[
     "analytics",
 ];
 
-/// The service called `name`. The gateway is given the URLs of the others
+/// Which services each service calls over gRPC: it is given their URLs,
+/// and a deployment of it must set them.
+fn calls(name: &str) -> &'static [&'static str] {
+    match name {
+        "gateway" => &SERVICE_NAMES[1..],
+        "orders" => &["users", "catalog"],
+        "payments" => &["users"],
+        _ => &[],
+    }
+}
+
+/// The service called `name`, given the URLs of the services it calls
 /// from `settings`.
 pub fn service_by_name(name: &str, settings: &Settings) -> anyhow::Result<Box<dyn Service>> {
+    let url = |service: &str| url_of(service, settings);
     Ok(match name {
         "gateway" => Box::new(gateway::Gateway {
-            upstreams: SERVICE_NAMES
+            upstreams: calls("gateway")
                 .iter()
-                .filter(|n| **n != "gateway")
-                .filter_map(|n| {
-                    let service = domain_service(n)?;
-                    Some(gateway::Upstream {
-                        name: (*n).to_owned(),
-                        url: settings.service_url(n, service.default_port()),
-                    })
+                .map(|n| gateway::Upstream {
+                    name: (*n).to_owned(),
+                    url: url(n),
                 })
                 .collect(),
         }),
-        other => domain_service(other).ok_or_else(|| crate::unknown_service(other))?,
-    })
-}
-
-fn domain_service(name: &str) -> Option<Box<dyn Service>> {
-    Some(match name {
         "users" => Box::new(users::Users),
         "catalog" => Box::new(catalog::Catalog),
         "inventory" => Box::new(inventory::Inventory),
-        "orders" => Box::new(orders::Orders),
-        "payments" => Box::new(payments::Payments),
+        "orders" => Box::new(orders::Orders {
+            catalog_url: url("catalog"),
+            users_url: url("users"),
+        }),
+        "payments" => Box::new(payments::Payments {
+            users_url: url("users"),
+        }),
         "notifications" => Box::new(notifications::Notifications),
         "analytics" => Box::new(analytics::Analytics),
-        _ => return None,
+        other => return Err(crate::unknown_service(other)),
     })
+}
+
+/// Where `service` is reached: its configured URL, or this host and its
+/// (configured or default) port.
+fn url_of(service: &str, settings: &Settings) -> String {
+    let default_port = service_by_name(service, settings).map_or(0, |s| s.default_port());
+    settings.service_url(service, default_port)
 }
 
 /// The `KART__…` variables a distributed deployment of `name` must set:
@@ -66,9 +80,9 @@ pub fn deployment_env(name: &str, settings: &Settings) -> anyhow::Result<Vec<Str
     if name == "gateway" {
         // Every replica signs and checks access tokens with the same key.
         keys.push("KART__AUTH__JWT_SECRET".to_owned());
-        for upstream in SERVICE_NAMES.iter().filter(|n| **n != "gateway") {
-            keys.push(format!("KART__SERVICES__{}__URL", upstream.to_uppercase()));
-        }
+    }
+    for called in calls(name) {
+        keys.push(format!("KART__SERVICES__{}__URL", called.to_uppercase()));
     }
     Ok(keys)
 }

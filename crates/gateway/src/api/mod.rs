@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod me;
+pub mod orders;
 pub mod products;
 pub mod stock;
 

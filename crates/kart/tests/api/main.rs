@@ -11,6 +11,7 @@
 mod accounts;
 mod catalog;
 mod helpers;
+mod orders;
 mod payment_methods;
 mod protections;
 mod stock;
@@ -44,6 +45,7 @@ macro_rules! in_both_modes {
 mod scenarios {
     pub use crate::accounts::*;
     pub use crate::catalog::*;
+    pub use crate::orders::*;
     pub use crate::payment_methods::*;
     pub use crate::protections::*;
     pub use crate::stock::*;
@@ -66,4 +68,10 @@ in_both_modes!(
     the_api_documents_itself,
     errors_are_problems_with_request_ids,
     a_service_down_is_a_503_that_reveals_nothing,
+    a_saved_card_pays_for_an_order_and_a_cancel_refunds_it,
+    a_declined_card_fails_the_order_and_releases_the_stock,
+    one_idempotency_key_makes_one_order,
+    order_input_errors_name_the_field,
+    nobody_reaches_another_users_orders,
+    admins_fulfil_and_refund_no_more_than_was_captured,
 );
