@@ -189,7 +189,9 @@ mod tests {
         ];
         for from in Status::ALL {
             for cause in &causes {
-                let listed = allowed.iter().any(|(f, c, _)| *f == from && c == cause);
+                // Who cancels does not change where a cancel may go.
+                let same = |c: &Cause| std::mem::discriminant(c) == std::mem::discriminant(cause);
+                let listed = allowed.iter().any(|(f, c, _)| *f == from && same(c));
                 assert_eq!(
                     from.apply(cause).is_ok(),
                     listed,
