@@ -84,6 +84,18 @@ pub async fn release(
             reason: reason.to_owned(),
         };
         emit(tx, &event, trace).await?;
+    } else if after == ReservationState::Committed
+        && to == ReservationState::Released
+        && store::restock(tx, order_id, reason).await?
+    {
+        // Cancelled after payment, before shipping: the goods are still
+        // here, so they go back on sale.
+        let event = StockReleasedV1 {
+            order_id: order_id.to_owned(),
+            reason: "restocked".to_owned(),
+        };
+        emit(tx, &event, trace).await?;
+        return Ok(ReservationState::Released);
     }
     Ok(after)
 }

@@ -336,6 +336,40 @@ pub async fn finish(
     Ok((Some(ReservationState::Reserved), to))
 }
 
+/// Puts a sale's units back on hand: the order was cancelled after it was
+/// paid, before it shipped. True if units moved (once, however often the
+/// cancellation arrives).
+pub async fn restock(tx: &mut Tx, order_id: &str, reason: &str) -> Result<bool, StoreError> {
+    let now = now_millis();
+    let moved = sqlx::query(
+        "UPDATE reservations SET state = 'released', reason = $1, updated_at = $2
+         WHERE order_id = $3 AND state = 'committed'",
+    )
+    .bind(reason)
+    .bind(now)
+    .bind(order_id)
+    .execute(&mut **tx)
+    .await?;
+    if moved.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    for line in &lines {
+        let sku: String = line.try_get("sku")?;
+        let quantity: i64 = line.try_get("quantity")?;
+        sqlx::query("UPDATE stock SET on_hand = on_hand + $1, updated_at = $2 WHERE sku = $3")
+            .bind(quantity)
+            .bind(now)
+            .bind(sku)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(true)
+}
+
 /// Orders whose reservation has run out, oldest first.
 pub async fn expired(tx: &mut Tx, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
