@@ -210,6 +210,9 @@ async fn connect_bus(settings: &Settings) -> anyhow::Result<SharedBus> {
 /// directory) to get a whole Kart to talk to.
 pub struct System {
     pub services: Vec<RunningService>,
+    /// The event bus the services share (for tools and tests that read or
+    /// replay its topics).
+    pub bus: kit::SharedBus,
     shutdown: CancellationToken,
     grace: Duration,
 }
@@ -221,6 +224,7 @@ impl System {
         let bus = connect_bus(&settings).await?;
         let mut system = System {
             services: Vec::new(),
+            bus: Arc::clone(&bus),
             shutdown: CancellationToken::new(),
             grace: Duration::from_secs(settings.http.shutdown_grace_secs),
         };
@@ -349,11 +353,18 @@ async fn serve(name: &str, settings: Settings) -> anyhow::Result<()> {
     let service = service_by_name(name, &settings)?;
     let bus = connect_bus(&settings).await?;
     let shutdown = CancellationToken::new();
-    let running = start(service.as_ref(), Arc::new(settings.clone()), bus, &shutdown).await?;
+    let running = start(
+        service.as_ref(),
+        Arc::new(settings.clone()),
+        Arc::clone(&bus),
+        &shutdown,
+    )
+    .await?;
     println!("{} is serving at {}", running.name, running.url());
     wait_for_stop_signal().await;
     let system = System {
         services: vec![running],
+        bus,
         shutdown,
         grace: Duration::from_secs(settings.http.shutdown_grace_secs),
     };

@@ -14,6 +14,7 @@ mod helpers;
 mod orders;
 mod payment_methods;
 mod protections;
+mod replay;
 mod stock;
 
 /// Runs `scenario(app)` once per mode, as two tests named after it.
@@ -48,6 +49,7 @@ mod scenarios {
     pub use crate::orders::*;
     pub use crate::payment_methods::*;
     pub use crate::protections::*;
+    pub use crate::replay::*;
     pub use crate::stock::*;
 }
 
@@ -74,4 +76,5 @@ in_both_modes!(
     order_input_errors_name_the_field,
     nobody_reaches_another_users_orders,
     admins_fulfil_and_refund_no_more_than_was_captured,
+    replaying_every_event_twice_in_shuffled_order_changes_nothing,
 );

@@ -7,14 +7,14 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, Session, TestApp};
+use crate::helpers::{Reply, Session, Storage, TestApp, test_settings};
 
-const GOOD_CARD: &str = "4242 4242 4242 4242";
-const DECLINED_CARD: &str = "4000 0000 0000 0002";
+pub const GOOD_CARD: &str = "4242 4242 4242 4242";
+pub const DECLINED_CARD: &str = "4000 0000 0000 0002";
 
 impl TestApp {
     /// A product with `stock` units on hand.
-    async fn stocked_product(&self, admin: &Session, sku: &str, price: i64, stock: i64) {
+    pub async fn stocked_product(&self, admin: &Session, sku: &str, price: i64, stock: i64) {
         self.product(admin, sku, &format!("{sku} for orders"), "orders", price)
             .await;
         self.post(
@@ -27,7 +27,7 @@ impl TestApp {
     }
 
     /// Saves `number` as the shopper's card; returns its id.
-    async fn saved_card(&self, shopper: &Session, number: &str) -> String {
+    pub async fn saved_card(&self, shopper: &Session, number: &str) -> String {
         let card = self
             .post(
                 "/api/v1/me/payment-methods",
@@ -41,7 +41,7 @@ impl TestApp {
             .to_owned()
     }
 
-    async fn place(&self, shopper: &Session, key: &str, body: &Value) -> Reply {
+    pub async fn place(&self, shopper: &Session, key: &str, body: &Value) -> Reply {
         let response = self
             .client
             .post(format!("{}/api/v1/orders", self.url))
@@ -55,7 +55,7 @@ impl TestApp {
     }
 
     /// Reads the order until `done` holds of it (30 s at most).
-    async fn order_until(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub async fn order_until(&self, token: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let reply = self.get(&format!("/api/v1/orders/{id}"), Some(token)).await;
@@ -72,7 +72,7 @@ impl TestApp {
     }
 
     /// Reads the stock level until `on_hand` and `reserved` are as given.
-    async fn stock_until(&self, admin: &Session, sku: &str, on_hand: i64, reserved: i64) {
+    pub async fn stock_until(&self, admin: &Session, sku: &str, on_hand: i64, reserved: i64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
             let level = self
@@ -91,7 +91,7 @@ impl TestApp {
     }
 }
 
-fn settled(order: &Value) -> bool {
+pub fn settled(order: &Value) -> bool {
     matches!(
         order["status"].as_str(),
         Some("PAID" | "FAILED" | "CANCELLED" | "FULFILLED")
@@ -107,7 +107,7 @@ fn causes(order: &Value) -> Vec<String> {
         .collect()
 }
 
-fn key() -> String {
+pub fn key() -> String {
     kit::testing::unique("key")
 }
 
@@ -168,6 +168,8 @@ pub async fn a_saved_card_pays_for_an_order_and_a_cancel_refunds_it(app: &TestAp
         .await;
     assert_eq!(refunded["refund_pending"]["amount_minor"], 0);
     assert!(causes(&refunded).contains(&"refund_issued".to_owned()));
+    // Not shipped, so the goods go back on sale.
+    app.stock_until(&admin, "ORD-PAID", 5, 0).await;
     app.post(
         &format!("/api/v1/orders/{id}/cancel"),
         Some(&shopper.token),
@@ -524,4 +526,58 @@ pub async fn admins_fulfil_and_refund_no_more_than_was_captured(app: &TestApp) {
         "refund_exceeds_capture",
         Some("amount_minor"),
     );
+}
+
+/// The payment service is down: a reserved order is not left waiting. It
+/// fails after `orders.payment_timeout_secs` and its stock is released.
+async fn an_order_whose_payment_never_comes_fails_in_time(storage: Storage) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(storage, dir.path());
+    settings.orders.payment_timeout_secs = 1;
+    settings.orders.stuck_sweep_secs = 1;
+    let app = TestApp::spawn_with(dir, settings).await;
+    let admin = app.admin().await;
+    app.stocked_product(&admin, "ORD-STUCK", 400, 3).await;
+    let shopper = app.customer().await;
+    let card = app.saved_card(&shopper, GOOD_CARD).await;
+    app.system()
+        .services
+        .iter()
+        .find(|s| s.name == "payments")
+        .unwrap()
+        .stop();
+
+    let placed = app
+        .place(
+            &shopper,
+            &key(),
+            &json!({"lines": [{"sku": "ORD-STUCK", "quantity": 2}], "payment_method_id": card}),
+        )
+        .await;
+    let id = placed.expect(StatusCode::CREATED)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let failed = app.order_until(&shopper.token, &id, settled).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["failure_code"].as_str()),
+        (Some("FAILED"), Some("payment_timeout")),
+        "{failed:#}"
+    );
+    assert_eq!(
+        causes(&failed),
+        ["created", "stock_reserved", "payment_timeout"]
+    );
+    app.stock_until(&admin, "ORD-STUCK", 3, 0).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_payment_never_comes_fails_in_time_embedded() {
+    an_order_whose_payment_never_comes_fails_in_time(Storage::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_payment_never_comes_fails_in_time_distributed() {
+    an_order_whose_payment_never_comes_fails_in_time(Storage::Distributed).await;
 }
