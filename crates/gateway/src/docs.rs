@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi as _};
         (name = "stock admin", description = "Stock levels and adjustments (admin role)."),
         (name = "orders", description = "Placing and following orders."),
         (name = "orders admin", description = "Every order; fulfil and refund (admin role)."),
+        (name = "payments", description = "Payment provider webhooks."),
     ),
 )]
 pub struct ApiDoc;
@@ -55,7 +56,7 @@ pub fn base() -> OpenApi {
     ApiDoc::openapi()
 }
 
-fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

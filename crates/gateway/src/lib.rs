@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod checkout;
 pub mod docs;
 pub mod extract;
 pub mod images;
@@ -96,6 +97,11 @@ impl Service for Gateway {
             .merge(api::orders::router())
             .merge(api::products::router())
             .merge(api::stock::router())
+            .routes(utoipa_axum::routes!(checkout::webhook))
+            .route(
+                "/checkout/{order_id}",
+                axum::routing::get(checkout::show).post(checkout::pay),
+            )
             .split_for_parts();
         let api = api
             .layer(axum::middleware::from_fn_with_state(

@@ -43,6 +43,8 @@ pub struct Settings {
     pub inventory: InventorySettings,
     #[serde(default)]
     pub orders: OrderSettings,
+    #[serde(default)]
+    pub payments: PaymentSettings,
     /// Per-service settings, keyed by service name (`orders`, `gateway`, ...).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSettings>,
@@ -218,6 +220,17 @@ impl Default for InventorySettings {
     }
 }
 
+/// The payment provider's side of things.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PaymentSettings {
+    /// Signs and checks the simulated provider's webhooks (as Stripe's
+    /// endpoint secret does). Unset: a random one per process, so only
+    /// webhooks the process itself sent verify.
+    #[serde(serialize_with = "serialize_redacted_option")]
+    pub webhook_secret: Option<SecretString>,
+}
+
 /// How long an order may wait for its payment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -313,6 +326,7 @@ impl Settings {
             },
             inventory: InventorySettings::default(),
             orders: OrderSettings::default(),
+            payments: PaymentSettings::default(),
             services: BTreeMap::new(),
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use contracts::Event;
-use contracts::events::{OrderCreatedV1, OrderLineV1, PaymentChoiceV1};
+use contracts::events::{OrderCreatedV1, OrderLineV1};
 use contracts::grpc::catalog::v1 as catalog_pb;
 use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use contracts::grpc::orders::v1 as pb;
@@ -94,6 +94,7 @@ pub fn order_message(order: &Order) -> pb::Order {
             .collect(),
         total: money(order.total_minor, currency),
         payment_method_id: order.payment_method_id.clone(),
+        payment_kind: order.payment_kind.clone(),
         failure_code: order.failure_code.clone(),
         captured: money(order.captured_minor, currency),
         refunded: money(order.refunded_minor, currency),
@@ -153,12 +154,16 @@ fn requested_lines(lines: &[pb::LineRequest]) -> Result<BTreeMap<Sku, Quantity>,
 }
 
 /// What makes two requests "the same" for an idempotency key.
-fn request_hash(lines: &BTreeMap<Sku, Quantity>, payment_method_id: &str) -> String {
+fn request_hash(
+    lines: &BTreeMap<Sku, Quantity>,
+    payment_method_id: &str,
+    checkout: bool,
+) -> String {
     let mut hash = Sha256::new();
     for (sku, quantity) in lines {
         hash.update(format!("{}:{};", sku.as_str(), quantity.get()));
     }
-    hash.update(format!("|{payment_method_id}"));
+    hash.update(format!("|{payment_method_id}|{checkout}"));
     hex::encode(hash.finalize())
 }
 
@@ -328,7 +333,14 @@ impl pb::orders_server::Orders for OrdersApi {
         let caller = caller(input.caller)?;
         check_key(&input.idempotency_key)?;
         let wanted = requested_lines(&input.lines)?;
-        let hash = request_hash(&wanted, &input.payment_method_id);
+        if input.checkout && !input.payment_method_id.is_empty() {
+            return Err(Problem::validation(
+                "payment_method_id",
+                "Pay either with a saved card or on the checkout page, not both.",
+            )
+            .into());
+        }
+        let hash = request_hash(&wanted, &input.payment_method_id, input.checkout);
         let replayed = |order: &Order| {
             Response::new(pb::CreateOrderResponse {
                 order: Some(order_message(order)),
@@ -341,8 +353,10 @@ impl pb::orders_server::Orders for OrdersApi {
         {
             return Ok(replayed(&order));
         }
-        self.check_payment_method(&trace, &caller.user_id, &input.payment_method_id)
-            .await?;
+        if !input.checkout {
+            self.check_payment_method(&trace, &caller.user_id, &input.payment_method_id)
+                .await?;
+        }
         let (lines, total) = self.price(&trace, &wanted).await?;
 
         let now = now_millis();
@@ -353,6 +367,11 @@ impl pb::orders_server::Orders for OrdersApi {
             currency: total.currency().as_str().to_owned(),
             total_minor: total.amount_minor(),
             payment_method_id: input.payment_method_id.clone(),
+            payment_kind: if input.checkout {
+                saga::CHECKOUT.to_owned()
+            } else {
+                "saved_method".to_owned()
+            },
             failure_code: String::new(),
             captured_minor: 0,
             refunded_minor: 0,
@@ -386,9 +405,7 @@ impl pb::orders_server::Orders for OrdersApi {
                 })
                 .collect(),
             total: total.to_wire(),
-            payment: PaymentChoiceV1::SavedMethod {
-                payment_method_id: order.payment_method_id.clone(),
-            },
+            payment: saga::payment_choice(&order),
             created_at: chrono::Utc::now(),
         };
         let mut tx = self.db.begin().await.map_err(internal)?;

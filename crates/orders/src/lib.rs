@@ -27,11 +27,18 @@ use kit::consumer::{ConsumerSpec, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts, Worker};
 
-pub const MIGRATIONS: &[Migration] = &[Migration::portable(
-    1,
-    "orders_lines_history",
-    include_str!("../migrations/0001_orders.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::portable(
+        1,
+        "orders_lines_history",
+        include_str!("../migrations/0001_orders.sql"),
+    ),
+    Migration::portable(
+        2,
+        "checkout",
+        include_str!("../migrations/0002_checkout.sql"),
+    ),
+];
 
 /// The orders service, and where it finds the services it asks: the
 /// catalog for prices, users for the shopper's saved card.

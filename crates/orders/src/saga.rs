@@ -47,6 +47,20 @@ fn money(amount_minor: i64, order: &Order) -> Money {
     }
 }
 
+/// How the order is to be paid, as the events say it.
+pub fn payment_choice(order: &Order) -> PaymentChoiceV1 {
+    if order.payment_kind == CHECKOUT {
+        PaymentChoiceV1::Checkout
+    } else {
+        PaymentChoiceV1::SavedMethod {
+            payment_method_id: order.payment_method_id.clone(),
+        }
+    }
+}
+
+/// [`Order::payment_kind`] of an order paid on the hosted checkout.
+pub const CHECKOUT: &str = "checkout";
+
 pub async fn load(tx: &mut Tx, order_id: &str) -> Result<Order, SagaError> {
     store::by_id(tx, order_id)
         .await?
@@ -91,9 +105,7 @@ pub async fn advance(
                     order_id: order.id.clone(),
                     user_id: order.user_id.clone(),
                     amount: money(order.total_minor, &order),
-                    payment: PaymentChoiceV1::SavedMethod {
-                        payment_method_id: order.payment_method_id.clone(),
-                    },
+                    payment: payment_choice(&order),
                 },
                 trace,
             )

@@ -34,6 +34,8 @@ pub struct Order {
     pub currency: String,
     pub total_minor: i64,
     pub payment_method_id: String,
+    /// `saved_method` or `checkout`.
+    pub payment_kind: String,
     pub failure_code: String,
     pub captured_minor: i64,
     pub refunded_minor: i64,
@@ -70,7 +72,7 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
 }
 
 const ORDER_COLUMNS: &str = "id, user_id, status, currency, total_minor, payment_method_id, \
-     failure_code, captured_minor, refunded_minor, refund_pending_minor, idempotency_key, \
+     payment_kind, failure_code, captured_minor, refunded_minor, refund_pending_minor, idempotency_key, \
      request_hash, created_at, updated_at";
 
 fn order_row(row: &AnyRow) -> Result<Order, StoreError> {
@@ -83,6 +85,7 @@ fn order_row(row: &AnyRow) -> Result<Order, StoreError> {
         currency: row.try_get("currency")?,
         total_minor: row.try_get("total_minor")?,
         payment_method_id: row.try_get("payment_method_id")?,
+        payment_kind: row.try_get("payment_kind")?,
         failure_code: row.try_get("failure_code")?,
         captured_minor: row.try_get("captured_minor")?,
         refunded_minor: row.try_get("refunded_minor")?,
@@ -103,7 +106,7 @@ pub async fn insert(tx: &mut Tx, order: &Order) -> Result<(), StoreError> {
     let mut savepoint = tx.begin().await?;
     let inserted = sqlx::query(&format!(
         "INSERT INTO orders ({ORDER_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     ))
     .bind(&order.id)
     .bind(&order.user_id)
@@ -111,6 +114,7 @@ pub async fn insert(tx: &mut Tx, order: &Order) -> Result<(), StoreError> {
     .bind(&order.currency)
     .bind(order.total_minor)
     .bind(&order.payment_method_id)
+    .bind(&order.payment_kind)
     .bind(&order.failure_code)
     .bind(order.captured_minor)
     .bind(order.refunded_minor)

@@ -71,8 +71,9 @@ impl OrderPayments {
             tracing::info!(order_id = %request.order_id, %status, "order already paid for; nothing to do");
             return Ok(());
         }
-        let PaymentChoiceV1::SavedMethod { payment_method_id } = &request.payment else {
-            return Err(reject("checkout payments are not taken on this path"));
+        let payment_method_id = match &request.payment {
+            PaymentChoiceV1::SavedMethod { payment_method_id } => payment_method_id,
+            PaymentChoiceV1::Checkout => return self.open_checkout(tx, &request).await,
         };
         let payment_id = kit::new_id("pay");
         let fail = |code: &str, reason: &str| PaymentFailedV1 {
@@ -137,6 +138,30 @@ impl OrderPayments {
                 emit(tx, &fail(&code, &reason), trace).await
             }
         }
+    }
+
+    /// Opens the hosted checkout: the shopper pays there, and the
+    /// provider's webhook settles the order.
+    async fn open_checkout(
+        &self,
+        tx: &mut Tx,
+        request: &OrderPaymentRequestedV1,
+    ) -> Result<(), HandlerError> {
+        sqlx::query(
+            "INSERT INTO checkout_sessions (order_id, user_id, amount_minor, currency, created_at)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(&request.order_id)
+        .bind(&request.user_id)
+        .bind(request.amount.amount_minor)
+        .bind(&request.amount.currency)
+        .bind(now_millis())
+        .execute(&mut **tx)
+        .await
+        .map_err(retry)?;
+        tracing::info!(order_id = %request.order_id, "checkout opened");
+        Ok(())
     }
 
     async fn record(

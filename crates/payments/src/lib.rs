@@ -5,12 +5,14 @@
 //! - [`card`]: a card as typed, checked (Luhn, expiry, CVC) and never kept.
 //! - [`provider`]: the provider trait and the simulated provider.
 //! - [`charges`]: paying for orders and refunding them, on order events.
+//! - [`webhooks`]: signed provider webhooks, applied once each.
 //! - [`api`]: the gRPC service the gateway calls to tokenise a card.
 
 pub mod api;
 pub mod card;
 pub mod charges;
 pub mod provider;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,11 +25,18 @@ use kit::consumer::{ConsumerSpec, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts};
 
-pub const MIGRATIONS: &[Migration] = &[Migration::portable(
-    1,
-    "payments_refunds",
-    include_str!("../migrations/0001_payments.sql"),
-)];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration::portable(
+        1,
+        "payments_refunds",
+        include_str!("../migrations/0001_payments.sql"),
+    ),
+    Migration::portable(
+        2,
+        "checkout",
+        include_str!("../migrations/0002_checkout.sql"),
+    ),
+];
 
 /// The payments service, and where it asks for a shopper's saved card.
 #[derive(Debug, Clone)]
@@ -53,7 +62,19 @@ impl Service for Payments {
         vec![contracts::topics::PAYMENT_EVENTS.to_owned()]
     }
 
-    async fn build(&self, _context: &ServiceContext) -> anyhow::Result<ServiceParts> {
+    async fn build(&self, context: &ServiceContext) -> anyhow::Result<ServiceParts> {
+        let db = context
+            .db
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the payments service needs its database"))?;
+        let webhook_secret = match &context.settings.payments.webhook_secret {
+            Some(secret) => secret.clone(),
+            None => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes)?;
+                secrecy::SecretString::from(hex::encode(bytes))
+            }
+        };
         let provider: Arc<dyn provider::PaymentProvider> = Arc::new(provider::SimulatedProvider);
         let users = contracts::grpc::lazy_channel(
             &self.users_url,
@@ -63,6 +84,9 @@ impl Service for Payments {
         .map_err(anyhow::Error::msg)?;
         let api = api::PaymentsApi {
             provider: Arc::clone(&provider),
+            db,
+            outbox: context.outbox.clone(),
+            webhook_secret,
         };
         Ok(ServiceParts {
             grpc: tonic::service::Routes::new(PaymentsServer::new(api)),

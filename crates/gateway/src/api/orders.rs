@@ -54,7 +54,12 @@ pub struct NewOrderBody {
     pub lines: Vec<LineBody>,
     /// One of your saved cards (`pm_…`), charged once the stock is reserved.
     #[schema(example = "pm_0193…")]
+    #[serde(default)]
     pub payment_method_id: String,
+    /// Instead of a saved card: pay on the provider's hosted checkout page,
+    /// at the order's `checkout_url`.
+    #[serde(default)]
+    pub checkout: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -90,6 +95,11 @@ pub struct OrderBody {
     pub lines: Vec<OrderLineBody>,
     pub total: MoneyBody,
     pub payment_method_id: String,
+    /// `saved_method` or `checkout`.
+    pub payment_kind: String,
+    /// Where the shopper pays, for a checkout order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkout_url: Option<String>,
     /// Why a FAILED order failed: `out_of_stock`, `card_declined`,
     /// `insufficient_funds`, `payment_timeout`, `reservation_expired`, ...
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -114,7 +124,11 @@ fn money_body(money: Option<pb::Money>) -> MoneyBody {
 }
 
 pub fn order_body(order: pb::Order) -> OrderBody {
+    let checkout_url =
+        (order.payment_kind == "checkout").then(|| format!("/checkout/{}", order.id));
     OrderBody {
+        payment_kind: order.payment_kind,
+        checkout_url,
         id: order.id,
         user_id: order.user_id,
         status: order.status,
@@ -251,6 +265,7 @@ pub async fn create_order(
             })
             .collect(),
         payment_method_id: body.payment_method_id,
+        checkout: body.checkout,
     };
     let created = answer(
         "orders",

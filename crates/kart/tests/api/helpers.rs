@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 
 pub const ADMIN_EMAIL: &str = "admin@kart.test";
 pub const ADMIN_PASSWORD: &str = "admin password for tests";
+/// What the simulated provider signs its webhooks with, in tests.
+pub const WEBHOOK_SECRET: &str = "whsec_a_secret_for_tests";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
@@ -64,6 +66,7 @@ pub fn test_settings(storage: Storage, dir: &std::path::Path) -> Settings {
     }
     settings.auth.admin_email = Some(ADMIN_EMAIL.to_owned());
     settings.auth.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
+    settings.payments.webhook_secret = Some(SecretString::from(WEBHOOK_SECRET));
     // Limits are exercised by their own test with their own settings.
     settings.gateway.ip_rate_per_sec = 0;
     settings.gateway.user_rate_per_sec = 0;

@@ -10,6 +10,7 @@
 
 mod accounts;
 mod catalog;
+mod checkout;
 mod helpers;
 mod orders;
 mod payment_methods;
@@ -46,6 +47,7 @@ macro_rules! in_both_modes {
 mod scenarios {
     pub use crate::accounts::*;
     pub use crate::catalog::*;
+    pub use crate::checkout::*;
     pub use crate::orders::*;
     pub use crate::payment_methods::*;
     pub use crate::protections::*;
@@ -77,4 +79,6 @@ in_both_modes!(
     nobody_reaches_another_users_orders,
     admins_fulfil_and_refund_no_more_than_was_captured,
     replaying_every_event_twice_in_shuffled_order_changes_nothing,
+    the_hosted_checkout_takes_the_card_and_the_webhook_settles_it,
+    webhooks_are_verified_and_applied_once_in_any_order,
 );
