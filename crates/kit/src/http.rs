@@ -253,6 +253,14 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // No Nagle: a reply written in more than one segment otherwise waits
+    // for the peer's delayed ACK, 40 ms on Linux, on every call.
+    let listener = listener.tap_io(|stream| {
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "could not turn off Nagle's algorithm");
+        }
+    });
     // Handlers can see the peer address (the gateway rate-limits by it).
     axum::serve(
         listener,
