@@ -10,7 +10,7 @@ use contracts::grpc::trace_of;
 use contracts::values::Sku;
 use kit::db::{Db, now_millis};
 use kit::outbox::{self, OutboxSignal};
-use kit::problem::Problem;
+use kit::problem::{Problem, internal_status};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, Product, ProductChanges, ProductFields};
@@ -28,10 +28,6 @@ pub struct CatalogApi {
 pub const MAX_PAGE: u32 = 100;
 pub const DEFAULT_PAGE: u32 = 20;
 
-fn internal(error: impl std::fmt::Display) -> Status {
-    Problem::internal(&error).into()
-}
-
 fn store_error(error: StoreError) -> Status {
     match error {
         StoreError::SkuTaken => Problem::conflict(
@@ -40,7 +36,7 @@ fn store_error(error: StoreError) -> Status {
             "Another product already has this SKU; SKUs are unique.",
         )
         .into(),
-        other => internal(other),
+        other => internal_status(other),
     }
 }
 
@@ -94,7 +90,7 @@ impl CatalogApi {
         product: &Product,
         trace: kit::telemetry::TraceParent,
     ) -> Result<(), Status> {
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         store::insert(&mut tx, product).await.map_err(store_error)?;
         self.commit_change(tx, product, trace).await
     }
@@ -107,7 +103,7 @@ impl CatalogApi {
         changes: ProductChanges,
         trace: kit::telemetry::TraceParent,
     ) -> Result<Product, Status> {
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let current = store::by_id(&mut tx, id)
             .await
             .map_err(store_error)?
@@ -137,8 +133,8 @@ impl CatalogApi {
             &changed_event(product).to_cloud_event("/kart/catalog", Some(trace)),
         )
         .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+        .map_err(internal_status)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         // The database is the truth; should indexing fail, the catch-up
         // task retries it.
@@ -261,8 +257,8 @@ impl pb::catalog_server::Catalog for CatalogApi {
             index.search(&query, category.as_deref(), limit as usize)
         })
         .await
-        .map_err(internal)?
-        .map_err(internal)?;
+        .map_err(internal_status)?
+        .map_err(internal_status)?;
         Ok(Response::new(pb::SearchProductsResponse {
             hits: result
                 .hits

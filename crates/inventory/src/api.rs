@@ -6,7 +6,7 @@ use contracts::grpc::trace_of;
 use contracts::values::Sku;
 use kit::db::{Db, now_millis};
 use kit::outbox::OutboxSignal;
-use kit::problem::{Problem, StatusCode};
+use kit::problem::{Problem, StatusCode, internal_status};
 use tonic::{Request, Response, Status};
 
 use crate::domain::{Adjustment, Lines, ReservationState};
@@ -20,10 +20,6 @@ pub struct InventoryApi {
     pub reservation_ttl_ms: i64,
 }
 
-fn internal(error: impl std::fmt::Display) -> Status {
-    Problem::internal(&error).into()
-}
-
 fn store_error(error: StoreError) -> Status {
     match error {
         StoreError::NotEnoughStock { on_hand, reserved } => Problem::new(
@@ -35,7 +31,7 @@ fn store_error(error: StoreError) -> Status {
         )
         .with_field("delta")
         .into(),
-        other => internal(other),
+        other => internal_status(other),
     }
 }
 
@@ -75,9 +71,11 @@ impl pb::inventory_server::Inventory for InventoryApi {
         request: Request<pb::GetStockRequest>,
     ) -> Result<Response<pb::GetStockResponse>, Status> {
         let skus = parse_skus(&request.into_inner().skus)?;
-        let mut tx = self.db.begin().await.map_err(internal)?;
-        let levels = store::levels(&mut tx, &skus).await.map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
+        let levels = store::levels(&mut tx, &skus)
+            .await
+            .map_err(internal_status)?;
+        tx.commit().await.map_err(internal_status)?;
         Ok(Response::new(pb::GetStockResponse {
             levels: levels.iter().map(level_message).collect(),
         }))
@@ -90,11 +88,11 @@ impl pb::inventory_server::Inventory for InventoryApi {
         let input = request.into_inner();
         let adjustment = Adjustment::parse(&input.sku, input.delta, &input.reason)?;
         let id = kit::new_id("adj");
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let level = store::adjust(&mut tx, &adjustment, &input.actor, &id)
             .await
             .map_err(store_error)?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         tracing::info!(sku = %adjustment.sku, delta = adjustment.delta, actor = %input.actor, on_hand = level.on_hand, "stock adjusted");
         Ok(Response::new(level_message(&level)))
     }
@@ -111,11 +109,11 @@ impl pb::inventory_server::Inventory for InventoryApi {
             1..=500 => i64::from(input.limit),
             _ => return Err(Problem::validation("limit", "Ask for 1 to 500 adjustments.").into()),
         };
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let records = store::adjustments(&mut tx, sku.as_str(), limit)
             .await
-            .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+            .map_err(internal_status)?;
+        tx.commit().await.map_err(internal_status)?;
         Ok(Response::new(pb::ListAdjustmentsResponse {
             adjustments: records
                 .into_iter()
@@ -144,7 +142,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
                 .iter()
                 .map(|l| (l.sku.as_str(), i64::from(l.quantity))),
         )?;
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let outcome = reservations::reserve(
             &mut tx,
             order_id,
@@ -155,7 +153,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
         )
         .await
         .map_err(store_error)?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         let (state, expires_at, short) = match outcome {
             ReserveOutcome::Reserved { expires_at } => {
@@ -198,7 +196,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
         } else {
             input.reason.trim()
         };
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let state = reservations::release(
             &mut tx,
             &order_id,
@@ -208,7 +206,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
         )
         .await
         .map_err(store_error)?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         Ok(Response::new(pb::ReservationState {
             order_id,
@@ -222,7 +220,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
     ) -> Result<Response<pb::ReservationState>, Status> {
         let trace = trace_of(&request);
         let order_id = order_id(&request.get_ref().order_id)?.to_owned();
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let state = match reservations::commit(&mut tx, &order_id, Some(trace)).await {
             Ok(state) => state,
             Err(StoreError::Corrupt(_)) => {
@@ -230,7 +228,7 @@ impl pb::inventory_server::Inventory for InventoryApi {
             }
             Err(other) => return Err(store_error(other)),
         };
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         Ok(Response::new(pb::ReservationState {
             order_id,

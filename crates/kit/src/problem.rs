@@ -126,6 +126,12 @@ pub async fn route_not_found() -> Problem {
     Problem::not_found("There is nothing at this address. Check the path and method.")
 }
 
+/// A server-side failure in a gRPC handler: logs `cause`, answers an
+/// opaque 500 problem (see [`Problem::internal`]).
+pub fn internal_status(cause: impl std::fmt::Display) -> tonic::Status {
+    Problem::internal(&cause).into()
+}
+
 /// Problems cross gRPC as a status whose code fits the HTTP status and
 /// whose details hold the problem itself as JSON, so the gateway can hand
 /// the client exactly what the service meant.

@@ -14,7 +14,7 @@ use contracts::grpc::{trace_of, with_trace};
 use contracts::values::{Currency, Money, Quantity, Sku};
 use kit::db::{Db, now_millis};
 use kit::outbox::{self, OutboxSignal};
-use kit::problem::{Problem, StatusCode};
+use kit::problem::{Problem, StatusCode, internal_status};
 use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -36,10 +36,6 @@ pub struct OrdersApi {
     pub payment_methods: PaymentMethodsClient<Channel>,
 }
 
-fn internal(error: impl std::fmt::Display) -> Status {
-    Problem::internal(&error).into()
-}
-
 fn no_such_order() -> Status {
     Problem::not_found("There is no such order.").into()
 }
@@ -59,7 +55,7 @@ fn saga_error(error: SagaError) -> Status {
             "The order changed while this request ran. Read it again and retry.",
         )
         .into(),
-        SagaError::Store(other) => internal(other),
+        SagaError::Store(other) => internal_status(other),
     }
 }
 
@@ -178,10 +174,10 @@ fn key_reused() -> Status {
 impl OrdersApi {
     /// The order the caller made with this key, if the request matches it.
     async fn replay(&self, user_id: &str, key: &str, hash: &str) -> Result<Option<Order>, Status> {
-        let mut conn = self.db.pool().acquire().await.map_err(internal)?;
+        let mut conn = self.db.pool().acquire().await.map_err(internal_status)?;
         match store::by_key(&mut conn, user_id, key)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
         {
             Some(order) if order.request_hash == hash => Ok(Some(order)),
             Some(_) => Err(key_reused()),
@@ -259,9 +255,9 @@ impl OrdersApi {
             let price = product.price.clone().unwrap_or_default();
             let unit = Money::new(
                 price.amount_minor,
-                Currency::parse(&price.currency).map_err(internal)?,
+                Currency::parse(&price.currency).map_err(internal_status)?,
             )
-            .map_err(internal)?;
+            .map_err(internal_status)?;
             let line_total = unit
                 .times(*quantity)
                 .map_err(|e| Problem::validation("lines", format!("{}: {}", sku.as_str(), e.0)))?;
@@ -283,13 +279,16 @@ impl OrdersApi {
                 unit_price_minor: unit.amount_minor(),
             });
         }
-        let total = total.ok_or_else(|| internal("an order without lines got this far"))?;
+        let total = total.ok_or_else(|| internal_status("an order without lines got this far"))?;
         Ok((lines, total))
     }
 
     async fn read(&self, caller: &pb::Caller, order_id: &str) -> Result<Order, Status> {
-        let mut conn = self.db.pool().acquire().await.map_err(internal)?;
-        match store::by_id(&mut conn, order_id).await.map_err(internal)? {
+        let mut conn = self.db.pool().acquire().await.map_err(internal_status)?;
+        match store::by_id(&mut conn, order_id)
+            .await
+            .map_err(internal_status)?
+        {
             Some(order) if caller.admin || order.user_id == caller.user_id => Ok(order),
             // Someone else's order does not exist, as far as they can tell.
             _ => Err(no_such_order()),
@@ -304,11 +303,11 @@ impl OrdersApi {
         trace: kit::telemetry::TraceParent,
     ) -> Result<Order, Status> {
         self.read(caller, order_id).await?;
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let order = saga::advance(&mut tx, order_id, cause, "", Some(trace))
             .await
             .map_err(saga_error)?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         Ok(order)
     }
@@ -408,7 +407,7 @@ impl pb::orders_server::Orders for OrdersApi {
             payment: saga::payment_choice(&order),
             created_at: chrono::Utc::now(),
         };
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         match store::insert(&mut tx, &order).await {
             Ok(()) => {}
             Err(StoreError::KeyTaken) => {
@@ -419,10 +418,12 @@ impl pb::orders_server::Orders for OrdersApi {
                     .await?
                 {
                     Some(order) => Ok(replayed(&order)),
-                    None => Err(internal("an idempotency key was taken and then gone")),
+                    None => Err(internal_status(
+                        "an idempotency key was taken and then gone",
+                    )),
                 };
             }
-            Err(error) => return Err(internal(error)),
+            Err(error) => return Err(internal_status(error)),
         }
         outbox::enqueue(
             &mut tx,
@@ -430,8 +431,8 @@ impl pb::orders_server::Orders for OrdersApi {
             &event.to_cloud_event(saga::SOURCE, Some(trace)),
         )
         .await
-        .map_err(internal)?;
-        tx.commit().await.map_err(internal)?;
+        .map_err(internal_status)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         tracing::info!(order_id = %order.id, total = %total, "order accepted");
         Ok(Response::new(pb::CreateOrderResponse {
@@ -496,8 +497,10 @@ impl pb::orders_server::Orders for OrdersApi {
             after,
             limit: limit + 1,
         };
-        let mut conn = self.db.pool().acquire().await.map_err(internal)?;
-        let mut orders = store::list(&mut conn, &filter).await.map_err(internal)?;
+        let mut conn = self.db.pool().acquire().await.map_err(internal_status)?;
+        let mut orders = store::list(&mut conn, &filter)
+            .await
+            .map_err(internal_status)?;
         let next_cursor = if orders.len() > limit as usize {
             orders.truncate(limit as usize);
             orders
@@ -565,7 +568,7 @@ impl pb::orders_server::Orders for OrdersApi {
             .into());
         }
         self.read(&caller, &input.order_id).await?;
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let order = saga::load(&mut tx, &input.order_id)
             .await
             .map_err(saga_error)?;
@@ -604,7 +607,7 @@ impl pb::orders_server::Orders for OrdersApi {
         let order = saga::load(&mut tx, &input.order_id)
             .await
             .map_err(saga_error)?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         Ok(Response::new(order_message(&order)))
     }

@@ -7,7 +7,7 @@ use chrono::{Datelike, Utc};
 use contracts::grpc::payments::v1 as pb;
 use kit::db::Db;
 use kit::outbox::OutboxSignal;
-use kit::problem::Problem;
+use kit::problem::{Problem, internal_status};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 use tonic::{Request, Response, Status};
@@ -23,10 +23,6 @@ pub struct PaymentsApi {
     pub outbox: OutboxSignal,
     /// Signs and checks the simulated provider's webhooks.
     pub webhook_secret: SecretString,
-}
-
-fn internal(error: impl std::fmt::Display) -> Status {
-    Problem::internal(&error).into()
 }
 
 fn card(number: &str, exp_month: u32, exp_year: u32, cvc: &str) -> Result<CardInput, Problem> {
@@ -49,7 +45,7 @@ impl PaymentsApi {
         .bind(order_id)
         .fetch_optional(self.db.pool())
         .await
-        .map_err(internal)?
+        .map_err(internal_status)?
         .filter(|row| row.try_get::<String, _>("user_id").ok().as_deref() == Some(user_id))
         .ok_or_else(|| {
             Status::from(Problem::not_found(
@@ -60,12 +56,12 @@ impl PaymentsApi {
             .bind(order_id)
             .fetch_optional(self.db.pool())
             .await
-            .map_err(internal)?;
+            .map_err(internal_status)?;
         let (status, failure_code) = match payment {
             None => ("open".to_owned(), String::new()),
             Some(row) => {
-                let status: String = row.try_get("status").map_err(internal)?;
-                let code: String = row.try_get("failure_code").map_err(internal)?;
+                let status: String = row.try_get("status").map_err(internal_status)?;
+                let code: String = row.try_get("failure_code").map_err(internal_status)?;
                 let status = if status == "captured" {
                     "paid"
                 } else {
@@ -77,8 +73,8 @@ impl PaymentsApi {
         Ok(pb::Checkout {
             order_id: order_id.to_owned(),
             status,
-            amount_minor: session.try_get("amount_minor").map_err(internal)?,
-            currency: session.try_get("currency").map_err(internal)?,
+            amount_minor: session.try_get("amount_minor").map_err(internal_status)?,
+            currency: session.try_get("currency").map_err(internal_status)?,
             failure_code,
         })
     }
@@ -177,7 +173,7 @@ impl pb::payments_server::Payments for PaymentsApi {
                 reason,
             },
         };
-        let payload = serde_json::to_vec(&event).map_err(internal)?;
+        let payload = serde_json::to_vec(&event).map_err(internal_status)?;
         let secret = self.webhook_secret.expose_secret().as_bytes();
         let signature = webhooks::sign(secret, Utc::now().timestamp(), &payload);
         webhooks::apply_checkout_webhook(&self.db, &self.outbox, secret, &payload, &signature)

@@ -9,7 +9,7 @@ use contracts::grpc::trace_of;
 use contracts::grpc::users::v1 as pb;
 use kit::db::{Db, now_millis};
 use kit::outbox::{self, OutboxSignal};
-use kit::problem::Problem;
+use kit::problem::{Problem, internal_status};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
@@ -25,10 +25,6 @@ pub struct UsersApi {
     pub outbox: OutboxSignal,
     /// How long a refresh token lives, in milliseconds.
     pub refresh_ttl_ms: i64,
-}
-
-fn internal(error: impl std::fmt::Display) -> Status {
-    Problem::internal(&error).into()
 }
 
 fn wrong_credentials() -> Status {
@@ -72,7 +68,7 @@ fn payment_method_message(method: &store::PaymentMethod) -> pb::PaymentMethod {
 /// A new refresh token and the hash that is stored in its place.
 fn new_refresh_token() -> Result<(String, String), Status> {
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(internal)?;
+    getrandom::fill(&mut bytes).map_err(internal_status)?;
     let token = format!("rt_{}", hex::encode(bytes));
     let hash = token_hash(&token);
     Ok((token, hash))
@@ -85,14 +81,14 @@ fn token_hash(token: &str) -> String {
 async fn hash_password(password: Password) -> Result<String, Status> {
     tokio::task::spawn_blocking(move || password.hash())
         .await
-        .map_err(internal)?
-        .map_err(internal)
+        .map_err(internal_status)?
+        .map_err(internal_status)
 }
 
 async fn check_password(password: String, hash: String) -> Result<bool, Status> {
     tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
-        .map_err(internal)
+        .map_err(internal_status)
 }
 
 impl UsersApi {
@@ -108,14 +104,14 @@ impl UsersApi {
         let id = new_id("ses");
         store::insert_session(tx, &id, &account.id, &hash, now, expires_at)
             .await
-            .map_err(internal)?;
+            .map_err(internal_status)?;
         Ok((id, token, expires_at))
     }
 
     async fn session_for(&self, account: &Account) -> Result<pb::Session, Status> {
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let (_, refresh_token, refresh_expires_at) = self.open_session(&mut tx, account).await?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         Ok(pb::Session {
             user: Some(user_message(account)),
             refresh_token,
@@ -143,7 +139,7 @@ impl pb::accounts_server::Accounts for UsersApi {
             role: Role::Customer,
             created_at: now_millis(),
         };
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         store::insert_account(&mut tx, &account, &password_hash)
             .await
             .map_err(|e| match e {
@@ -152,7 +148,7 @@ impl pb::accounts_server::Accounts for UsersApi {
                     "email",
                     "An account with this email already exists. Sign in instead.",
                 )),
-                StoreError::Db(e) => internal(e),
+                StoreError::Db(e) => internal_status(e),
             })?;
         let event = UserRegisteredV1 {
             user_id: account.id.clone(),
@@ -166,9 +162,9 @@ impl pb::accounts_server::Accounts for UsersApi {
             &event.to_cloud_event("/kart/users", Some(trace)),
         )
         .await
-        .map_err(internal)?;
+        .map_err(internal_status)?;
         let (_, refresh_token, refresh_expires_at) = self.open_session(&mut tx, &account).await?;
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         tracing::info!(user_id = %account.id, "account created");
         Ok(Response::new(pb::Session {
@@ -188,7 +184,7 @@ impl pb::accounts_server::Accounts for UsersApi {
         };
         let found = store::account_by_email(&self.db, &email)
             .await
-            .map_err(internal)?;
+            .map_err(internal_status)?;
         // Unknown emails pay for a hash too, so timing does not tell them apart.
         let hash = found
             .as_ref()
@@ -206,10 +202,10 @@ impl pb::accounts_server::Accounts for UsersApi {
     ) -> Result<Response<pb::Session>, Status> {
         let token = request.into_inner().refresh_token;
         let now = now_millis();
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         let Some(session) = store::session_by_token_hash(&mut tx, &token_hash(&token))
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
         else {
             return Err(session_over());
         };
@@ -218,8 +214,8 @@ impl pb::accounts_server::Accounts for UsersApi {
             // session of this user so the copy is worthless too.
             let ended = store::revoke_all_sessions(&mut tx, &session.user_id, now)
                 .await
-                .map_err(internal)?;
-            tx.commit().await.map_err(internal)?;
+                .map_err(internal_status)?;
+            tx.commit().await.map_err(internal_status)?;
             tracing::warn!(user_id = %session.user_id, sessions_ended = ended, "refresh token reused; all sessions ended");
             return Err(session_over());
         }
@@ -228,17 +224,17 @@ impl pb::accounts_server::Accounts for UsersApi {
         }
         let account = store::account_by_id(&mut *tx, &session.user_id)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
             .ok_or_else(session_over)?;
         let (new_id, refresh_token, refresh_expires_at) =
             self.open_session(&mut tx, &account).await?;
         if !store::revoke_session(&mut tx, &session.id, Some(&new_id), now)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
         {
             return Err(session_over());
         }
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         Ok(Response::new(pb::Session {
             user: Some(user_message(&account)),
             refresh_token,
@@ -251,16 +247,16 @@ impl pb::accounts_server::Accounts for UsersApi {
         request: Request<pb::SignOutRequest>,
     ) -> Result<Response<pb::SignOutResponse>, Status> {
         let token = request.into_inner().refresh_token;
-        let mut tx = self.db.begin().await.map_err(internal)?;
+        let mut tx = self.db.begin().await.map_err(internal_status)?;
         if let Some(session) = store::session_by_token_hash(&mut tx, &token_hash(&token))
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
         {
             store::revoke_session(&mut tx, &session.id, None, now_millis())
                 .await
-                .map_err(internal)?;
+                .map_err(internal_status)?;
         }
-        tx.commit().await.map_err(internal)?;
+        tx.commit().await.map_err(internal_status)?;
         Ok(Response::new(pb::SignOutResponse {}))
     }
 
@@ -271,7 +267,7 @@ impl pb::accounts_server::Accounts for UsersApi {
         let id = request.into_inner().user_id;
         let account = store::account_by_id(self.db.pool(), &id)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
             .ok_or_else(|| Status::from(Problem::not_found("There is no such user.")))?;
         Ok(Response::new(user_message(&account)))
     }
@@ -300,7 +296,7 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
         )?;
         if store::account_by_id(self.db.pool(), &input.user_id)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
             .is_none()
         {
             return Err(Problem::not_found("There is no such user.").into());
@@ -313,7 +309,7 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
             now_millis(),
         )
         .await
-        .map_err(internal)?;
+        .map_err(internal_status)?;
         tracing::info!(user_id = %method.user_id, payment_method_id = %method.id, brand = %card.brand, "card saved");
         Ok(Response::new(payment_method_message(&method)))
     }
@@ -325,7 +321,7 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
         let user_id = request.into_inner().user_id;
         let methods = store::payment_methods_of(&self.db, &user_id)
             .await
-            .map_err(internal)?;
+            .map_err(internal_status)?;
         Ok(Response::new(pb::ListPaymentMethodsResponse {
             payment_methods: methods.iter().map(payment_method_message).collect(),
         }))
@@ -338,7 +334,7 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
         let input = request.into_inner();
         if !store::remove_payment_method(&self.db, &input.user_id, &input.payment_method_id)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
         {
             return Err(no_such_card());
         }
@@ -352,13 +348,13 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
         let input = request.into_inner();
         if !store::set_default_payment_method(&self.db, &input.user_id, &input.payment_method_id)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
         {
             return Err(no_such_card());
         }
         let method = store::payment_method_of(&self.db, &input.user_id, &input.payment_method_id)
             .await
-            .map_err(internal)?
+            .map_err(internal_status)?
             .ok_or_else(no_such_card)?;
         Ok(Response::new(payment_method_message(&method)))
     }
@@ -370,7 +366,7 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
         let input = request.into_inner();
         let method = store::payment_method_of(&self.db, &input.user_id, &input.payment_method_id)
             .await
-            .map_err(internal)?;
+            .map_err(internal_status)?;
         // Audit: which order asked for which card, and whether it got it.
         tracing::info!(
             user_id = %input.user_id,
