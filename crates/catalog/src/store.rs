@@ -59,9 +59,12 @@ pub async fn insert(tx: &mut Tx, p: &Product) -> Result<(), StoreError> {
     .bind(p.updated_at)
     .execute(&mut **tx)
     .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::SkuTaken,
-        _ => StoreError::Db(e),
+    .map_err(|e| {
+        if kit::db::is_unique_violation(&e) {
+            StoreError::SkuTaken
+        } else {
+            StoreError::Db(e)
+        }
     })?;
     Ok(())
 }

@@ -22,7 +22,8 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::api::ProblemDoc;
-use crate::auth::{Caller, Role};
+use crate::api::orders::grpc_caller;
+use crate::auth::Caller;
 use crate::docs::escape;
 use crate::upstream::{answer, request};
 
@@ -78,13 +79,6 @@ fn form(order_id: &str, checkout: &pb::Checkout, error: Option<&str>) -> String 
 
 fn html(status: StatusCode, text: String) -> Response {
     (status, Html(text)).into_response()
-}
-
-fn grpc_caller(caller: &Caller) -> Option<orders_pb::Caller> {
-    Some(orders_pb::Caller {
-        user_id: caller.user_id.clone(),
-        admin: caller.role == Role::Admin,
-    })
 }
 
 /// The page for an order as it stands: waiting for its stock, open for a

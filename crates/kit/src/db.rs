@@ -175,6 +175,11 @@ impl Db {
 }
 
 /// Milliseconds since the Unix epoch: the portable timestamp column type.
+/// Whether `error` is a unique-constraint violation, on either database.
+pub fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

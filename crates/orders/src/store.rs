@@ -67,10 +67,6 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
-}
-
 const ORDER_COLUMNS: &str = "id, user_id, status, currency, total_minor, payment_method_id, \
      payment_kind, failure_code, captured_minor, refunded_minor, refund_pending_minor, idempotency_key, \
      request_hash, created_at, updated_at";
@@ -127,7 +123,7 @@ pub async fn insert(tx: &mut Tx, order: &Order) -> Result<(), StoreError> {
     .await;
     match inserted {
         Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {
+        Err(e) if kit::db::is_unique_violation(&e) => {
             savepoint.rollback().await?;
             return Err(StoreError::KeyTaken);
         }
@@ -206,25 +202,9 @@ pub async fn by_key(
     }
 }
 
+/// Loads the order's lines and its history.
 async fn fill(conn: &mut AnyConnection, order: &mut Order) -> Result<(), StoreError> {
-    let lines = sqlx::query(
-        "SELECT sku, name, quantity, unit_price_minor FROM order_lines
-         WHERE order_id = $1 ORDER BY line_no",
-    )
-    .bind(&order.id)
-    .fetch_all(&mut *conn)
-    .await?;
-    order.lines = lines
-        .iter()
-        .map(|row| {
-            Ok(Line {
-                sku: row.try_get("sku")?,
-                name: row.try_get("name")?,
-                quantity: row.try_get("quantity")?,
-                unit_price_minor: row.try_get("unit_price_minor")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
+    fill_lines(conn, order).await?;
     let history = sqlx::query(
         "SELECT from_status, to_status, cause, detail, at FROM order_history
          WHERE order_id = $1 ORDER BY seq",
@@ -241,6 +221,28 @@ async fn fill(conn: &mut AnyConnection, order: &mut Order) -> Result<(), StoreEr
                 cause: row.try_get("cause")?,
                 detail: row.try_get("detail")?,
                 at: row.try_get("at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(())
+}
+
+async fn fill_lines(conn: &mut AnyConnection, order: &mut Order) -> Result<(), StoreError> {
+    let lines = sqlx::query(
+        "SELECT sku, name, quantity, unit_price_minor FROM order_lines
+         WHERE order_id = $1 ORDER BY line_no",
+    )
+    .bind(&order.id)
+    .fetch_all(&mut *conn)
+    .await?;
+    order.lines = lines
+        .iter()
+        .map(|row| {
+            Ok(Line {
+                sku: row.try_get("sku")?,
+                name: row.try_get("name")?,
+                quantity: row.try_get("quantity")?,
+                unit_price_minor: row.try_get("unit_price_minor")?,
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
@@ -405,8 +407,7 @@ pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order
         .await?;
     let mut orders = rows.iter().map(order_row).collect::<Result<Vec<_>, _>>()?;
     for order in &mut orders {
-        fill(conn, order).await?;
-        order.history.clear();
+        fill_lines(conn, order).await?;
     }
     Ok(orders)
 }

@@ -44,10 +44,6 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
-}
-
 fn account(row: &AnyRow) -> Result<Account, sqlx::Error> {
     Ok(Account {
         id: row.try_get("id")?,
@@ -78,7 +74,7 @@ pub async fn insert_account(
     .execute(&mut **tx)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if kit::db::is_unique_violation(&e) {
             StoreError::EmailTaken
         } else {
             StoreError::Db(e)

@@ -31,7 +31,8 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(refund_order))
 }
 
-fn grpc_caller(caller: &Caller) -> Option<pb::Caller> {
+/// Who asks, as the orders service wants to know it.
+pub fn grpc_caller(caller: &Caller) -> Option<pb::Caller> {
     Some(pb::Caller {
         user_id: caller.user_id.clone(),
         admin: caller.role == Role::Admin,
