@@ -1,5 +1,6 @@
-//! The simulated provider's hosted checkout page, served by the gateway
-//! (`/checkout/{order_id}`), and the provider webhook endpoint.
+//! The checkout page (`/checkout/{order_id}`): the simulated provider's
+//! hosted page, or the way to (and back from) a provider's own, such as
+//! Stripe Checkout; and the provider webhook endpoint.
 //!
 //! The page plays the part Stripe Checkout plays for a real shop: the
 //! shopper types the card there, never into Kart's own API, and the
@@ -9,7 +10,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -89,6 +90,7 @@ async fn render(
     caller: &Caller,
     order_id: &str,
     error: Option<&str>,
+    cancelled: bool,
 ) -> Result<Response, Problem> {
     let order = answer(
         "orders",
@@ -119,11 +121,13 @@ async fn render(
         order_id: order_id.to_owned(),
         user_id: order.user_id.clone(),
     };
+    // The verify call: a checkout paid at the provider settles here even
+    // if its webhook is late or lost.
     let checkout = state
         .upstreams
         .payments
         .clone()
-        .get_checkout(request(context, lookup))
+        .verify_checkout(request(context, lookup))
         .await;
     let checkout = match checkout {
         Ok(checkout) => checkout.into_inner(),
@@ -142,6 +146,17 @@ async fn render(
         Err(status) => return Err(Problem::from_status("payments", &status)),
     };
     Ok(match checkout.status.as_str() {
+        "open" if !checkout.url.is_empty() => {
+            if cancelled {
+                let body = format!(
+                    "<p>The payment was not completed. Nothing was charged.</p><p><a href=\"{}\">Return to payment</a></p>{link}",
+                    escape(&checkout.url)
+                );
+                html(StatusCode::OK, page("Payment not completed", &body, false))
+            } else {
+                Redirect::to(&checkout.url).into_response()
+            }
+        }
         "open" => {
             let status = if error.is_some() {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -174,13 +189,23 @@ async fn render(
     })
 }
 
+/// Where the shopper came from: the provider sends them back with
+/// `?returned=1` after paying and `?cancelled=1` after giving up.
+#[derive(Debug, Default, Deserialize)]
+pub struct Return {
+    #[serde(default)]
+    cancelled: Option<String>,
+}
+
 pub async fn show(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
     caller: Caller,
     Path(order_id): Path<String>,
+    Query(back): Query<Return>,
 ) -> Result<Response, Problem> {
-    render(&state, &context, &caller, &order_id, None).await
+    let cancelled = back.cancelled.is_some();
+    render(&state, &context, &caller, &order_id, None, cancelled).await
 }
 
 /// The hosted form's fields. `Debug` hides them: they hold a card.
@@ -210,7 +235,7 @@ pub async fn pay(
         card.exp_year.trim().parse::<u32>(),
     ) else {
         let error = "Expiry month and year are numbers, like 12 and 2030.";
-        return render(&state, &context, &caller, &order_id, Some(error)).await;
+        return render(&state, &context, &caller, &order_id, Some(error), false).await;
     };
     let message = pb::PayCheckoutRequest {
         order_id: order_id.clone(),
@@ -231,7 +256,15 @@ pub async fn pay(
         Err(status) => {
             let problem = Problem::from_status("payments", &status);
             if problem.status == 422 {
-                render(&state, &context, &caller, &order_id, Some(&problem.detail)).await
+                render(
+                    &state,
+                    &context,
+                    &caller,
+                    &order_id,
+                    Some(&problem.detail),
+                    false,
+                )
+                .await
             } else {
                 Err(problem)
             }
@@ -246,11 +279,12 @@ pub struct WebhookAnswer {
 }
 
 /// A payment provider's webhook. The body is checked against the
-/// `Kart-Signature` header (`t=<unix secs>,v1=<HMAC-SHA256 hex of
-/// "t.body">`, within 5 minutes); each provider event id is applied once,
-/// in whatever order they come.
+/// provider's signature header (`Stripe-Signature` for `stripe`,
+/// `Kart-Signature` for `simulated`; both `t=<unix secs>,v1=<HMAC-SHA256
+/// hex of "t.body">`, within 5 minutes); each provider event id is applied
+/// once, in whatever order they come.
 #[utoipa::path(post, path = "/api/v1/payments/webhooks/{provider}", tag = "payments",
-    params(("provider" = String, Path, description = "`simulated`")),
+    params(("provider" = String, Path, description = "`simulated` or `stripe`: the provider this Kart is configured with")),
     request_body(content = String, content_type = "application/json"),
     responses(
         (status = 200, body = WebhookAnswer),
@@ -265,8 +299,13 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::Json<WebhookAnswer>, Problem> {
+    let header = if provider == "stripe" {
+        "stripe-signature"
+    } else {
+        "kart-signature"
+    };
     let signature = headers
-        .get("kart-signature")
+        .get(header)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();

@@ -31,6 +31,10 @@ pub enum Mode {
 pub struct Settings {
     /// Where embedded mode keeps its SQLite files and event log.
     pub data_dir: PathBuf,
+    /// Where shoppers reach Kart (the gateway, as their browser sees it):
+    /// links in emails and the pages a payment provider sends them back to.
+    #[serde(default = "default_public_url")]
+    pub public_url: String,
     pub telemetry: TelemetrySettings,
     pub database: DatabaseSettings,
     pub bus: BusSettings,
@@ -220,15 +224,65 @@ impl Default for InventorySettings {
     }
 }
 
+/// Which payment provider takes the money.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Built in: Stripe's test cards, no account, no network.
+    #[default]
+    Simulated,
+    /// Stripe's API (or anything that speaks it, at `payments.stripe.base_url`).
+    Stripe,
+}
+
 /// The payment provider's side of things.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PaymentSettings {
-    /// Signs and checks the simulated provider's webhooks (as Stripe's
-    /// endpoint secret does). Unset: a random one per process, so only
-    /// webhooks the process itself sent verify.
+    pub provider: ProviderKind,
+    /// The secret provider webhooks are signed with: for `stripe`, the
+    /// endpoint's `whsec_…` secret (required); for `simulated`, unset means
+    /// a random one per process, so only webhooks the process itself sent
+    /// verify.
     #[serde(serialize_with = "serialize_redacted_option")]
     pub webhook_secret: Option<SecretString>,
+    pub simulated: SimulatedProviderSettings,
+    pub stripe: StripeSettings,
+}
+
+/// How the simulated provider behaves, to rehearse a slow or flaky one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SimulatedProviderSettings {
+    /// Added to every provider call.
+    pub latency_ms: u64,
+    /// The share of calls (0 to 1) that fail as a provider outage would:
+    /// they are retried with the same idempotency key.
+    pub failure_rate: f64,
+}
+
+/// Where and how Kart talks to Stripe.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StripeSettings {
+    /// The secret API key (`sk_live_…`, `sk_test_…`). Required for `stripe`.
+    #[serde(serialize_with = "serialize_redacted_option")]
+    pub api_key: Option<SecretString>,
+    /// Stripe's API; the tests point it at a local fake.
+    pub base_url: String,
+    /// How long one call to Stripe may take before it counts as an outage
+    /// (and is retried with the same idempotency key).
+    pub timeout_secs: u64,
+}
+
+impl Default for StripeSettings {
+    fn default() -> Self {
+        StripeSettings {
+            api_key: None,
+            base_url: "https://api.stripe.com".into(),
+            timeout_secs: 30,
+        }
+    }
 }
 
 /// How long an order may wait for its payment.
@@ -294,6 +348,7 @@ impl Settings {
         };
         Settings {
             data_dir: PathBuf::from("data"),
+            public_url: default_public_url(),
             telemetry: TelemetrySettings {
                 log_level: "info".into(),
                 log_format,
@@ -354,7 +409,11 @@ impl Settings {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let settings: Settings = figment.merge(env).extract().map_err(from_figment)?;
+        let mut settings: Settings = figment.merge(env).extract().map_err(from_figment)?;
+        // An empty secret (a Compose `${VAR:-}` left unset) is no secret.
+        let blank = |s: &SecretString| s.expose_secret().is_empty();
+        settings.payments.webhook_secret = settings.payments.webhook_secret.filter(|s| !blank(s));
+        settings.payments.stripe.api_key = settings.payments.stripe.api_key.filter(|s| !blank(s));
         settings.validate()?;
         Ok(settings)
     }
@@ -439,6 +498,54 @@ impl Settings {
         if self.orders.stuck_sweep_secs == 0 {
             return Err(key_error("orders.stuck_sweep_secs", "must be at least 1"));
         }
+        if let Some(secret) = &self.payments.webhook_secret
+            && secret.expose_secret().len() < 16
+        {
+            return Err(key_error(
+                "payments.webhook_secret",
+                "must be at least 16 bytes (the value is secret and not shown)",
+            ));
+        }
+        let rate = self.payments.simulated.failure_rate;
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(key_error(
+                "payments.simulated.failure_rate",
+                "must be between 0 and 1",
+            ));
+        }
+        if self.payments.provider == ProviderKind::Stripe {
+            if self.payments.stripe.api_key.is_none() {
+                return Err(key_error(
+                    "payments.stripe.api_key",
+                    "is required when payments.provider is stripe",
+                ));
+            }
+            if self.payments.webhook_secret.is_none() {
+                return Err(key_error(
+                    "payments.webhook_secret",
+                    "is required when payments.provider is stripe (the endpoint's whsec_… secret)",
+                ));
+            }
+            let base = &self.payments.stripe.base_url;
+            if !(base.starts_with("https://") || base.starts_with("http://")) {
+                return Err(key_error(
+                    "payments.stripe.base_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+            if self.payments.stripe.timeout_secs == 0 {
+                return Err(key_error(
+                    "payments.stripe.timeout_secs",
+                    "must be at least 1",
+                ));
+            }
+        }
+        if !(self.public_url.starts_with("https://") || self.public_url.starts_with("http://")) {
+            return Err(key_error(
+                "public_url",
+                "must be an http:// or https:// URL",
+            ));
+        }
         if self.gateway.upstream_timeout_secs == 0 {
             return Err(key_error(
                 "gateway.upstream_timeout_secs",
@@ -511,6 +618,10 @@ pub fn parse_broker_list(list: &str) -> Result<Vec<(String, u16)>, String> {
         brokers.push((host.to_owned(), port));
     }
     Ok(brokers)
+}
+
+fn default_public_url() -> String {
+    "http://localhost:8080".into()
 }
 
 fn key_error(key: &str, problem: &str) -> ConfigError {
@@ -628,6 +739,53 @@ mod tests {
             let settings = Settings::load(Mode::Distributed, Some(Path::new("kart.toml"))).unwrap();
             assert_eq!(settings.bus.brokers, "env:2");
             assert_eq!(settings.port_of("gateway", 8080), 0);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API, not ours
+    fn the_stripe_provider_needs_its_key_and_webhook_secret_and_blank_ones_are_unset() {
+        figment::Jail::expect_with(|jail| {
+            // What Compose passes for `${KART_STRIPE_API_KEY:-}` left unset.
+            jail.set_env("KART__PAYMENTS__STRIPE__API_KEY", "");
+            jail.set_env("KART__PAYMENTS__WEBHOOK_SECRET", "");
+            let simulated = Settings::load(Mode::Distributed, None).unwrap();
+            assert!(simulated.payments.webhook_secret.is_none());
+            assert!(simulated.payments.stripe.api_key.is_none());
+
+            jail.set_env("KART__PAYMENTS__PROVIDER", "stripe");
+            let error = Settings::load(Mode::Distributed, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("payments.stripe.api_key"), "{error}");
+            jail.set_env("KART__PAYMENTS__STRIPE__API_KEY", "sk_test_123");
+            let error = Settings::load(Mode::Distributed, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("payments.webhook_secret"), "{error}");
+            jail.set_env("KART__PAYMENTS__WEBHOOK_SECRET", "short");
+            let error = Settings::load(Mode::Distributed, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains("16 bytes") && !error.contains("short"),
+                "{error}"
+            );
+            jail.set_env("KART__PAYMENTS__WEBHOOK_SECRET", "whsec_0123456789abcdef");
+            let stripe = Settings::load(Mode::Distributed, None).unwrap();
+            assert_eq!(stripe.payments.provider, ProviderKind::Stripe);
+            let shown = serde_json::to_string(&stripe).unwrap();
+            assert!(
+                !shown.contains("sk_test_123") && !shown.contains("whsec_0123"),
+                "{shown}"
+            );
+
+            jail.set_env("KART__PAYMENTS__SIMULATED__FAILURE_RATE", "1.5");
+            let error = Settings::load(Mode::Distributed, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("failure_rate"), "{error}");
             Ok(())
         });
     }

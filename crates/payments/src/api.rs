@@ -7,7 +7,7 @@ use chrono::{Datelike, Utc};
 use contracts::grpc::payments::v1 as pb;
 use kit::db::Db;
 use kit::outbox::OutboxSignal;
-use kit::problem::{Problem, internal_status};
+use kit::problem::{Problem, StatusCode, internal_status};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Row;
 use tonic::{Request, Response, Status};
@@ -21,7 +21,7 @@ pub struct PaymentsApi {
     pub provider: Arc<dyn PaymentProvider>,
     pub db: Db,
     pub outbox: OutboxSignal,
-    /// Signs and checks the simulated provider's webhooks.
+    /// Signs the simulated provider's webhooks (its page's outcomes).
     pub webhook_secret: SecretString,
 }
 
@@ -40,7 +40,7 @@ impl PaymentsApi {
     /// The checkout of the caller's order, with how it stands.
     async fn checkout(&self, order_id: &str, user_id: &str) -> Result<pb::Checkout, Status> {
         let session = sqlx::query(
-            "SELECT user_id, amount_minor, currency FROM checkout_sessions WHERE order_id = $1",
+            "SELECT user_id, amount_minor, currency, url FROM checkout_sessions WHERE order_id = $1",
         )
         .bind(order_id)
         .fetch_optional(self.db.pool())
@@ -76,7 +76,22 @@ impl PaymentsApi {
             amount_minor: session.try_get("amount_minor").map_err(internal_status)?,
             currency: session.try_get("currency").map_err(internal_status)?,
             failure_code,
+            url: session.try_get("url").map_err(internal_status)?,
         })
+    }
+
+    /// Applies a webhook's payload, read and verified by the provider.
+    async fn apply_webhook(&self, payload: &[u8], signature: &str) -> Result<bool, Problem> {
+        match self
+            .provider
+            .read_webhook(payload, signature, Utc::now().timestamp())?
+        {
+            Some(event) => {
+                webhooks::apply_checkout_event(&self.db, &self.outbox, self.provider.name(), &event)
+                    .await
+            }
+            None => Ok(false),
+        }
     }
 }
 
@@ -133,6 +148,14 @@ impl pb::payments_server::Payments for PaymentsApi {
         if current.status != "open" {
             return Ok(Response::new(current));
         }
+        if !current.url.is_empty() {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "checkout_elsewhere",
+                "This checkout is paid on the payment provider's page.",
+            )
+            .into());
+        }
         let card = card(
             &input.card_number,
             input.exp_month,
@@ -141,6 +164,7 @@ impl pb::payments_server::Payments for PaymentsApi {
         )?;
         let tokenized = self.provider.tokenize_card(card, &input.user_id).await?;
         let charge = ChargeRequest {
+            order_id: input.order_id.clone(),
             token: tokenized.token,
             amount_minor: current.amount_minor,
             currency: current.currency.clone(),
@@ -176,8 +200,7 @@ impl pb::payments_server::Payments for PaymentsApi {
         let payload = serde_json::to_vec(&event).map_err(internal_status)?;
         let secret = self.webhook_secret.expose_secret().as_bytes();
         let signature = webhooks::sign(secret, Utc::now().timestamp(), &payload);
-        webhooks::apply_checkout_webhook(&self.db, &self.outbox, secret, &payload, &signature)
-            .await?;
+        self.apply_webhook(&payload, &signature).await?;
         Ok(Response::new(
             self.checkout(&input.order_id, &input.user_id).await?,
         ))
@@ -188,21 +211,48 @@ impl pb::payments_server::Payments for PaymentsApi {
         request: Request<pb::WebhookRequest>,
     ) -> Result<Response<pb::WebhookResponse>, Status> {
         let input = request.into_inner();
-        if input.provider != "simulated" {
+        if input.provider != self.provider.name() {
             return Err(Problem::not_found(format!(
-                "No webhook endpoint for the `{}` provider here.",
-                input.provider
+                "No webhook endpoint for the `{}` provider here: this Kart takes payments with `{}`.",
+                input.provider,
+                self.provider.name()
             ))
             .into());
         }
-        let applied = webhooks::apply_checkout_webhook(
-            &self.db,
-            &self.outbox,
-            self.webhook_secret.expose_secret().as_bytes(),
-            &input.payload,
-            &input.signature,
-        )
-        .await?;
+        let applied = self.apply_webhook(&input.payload, &input.signature).await?;
         Ok(Response::new(pb::WebhookResponse { applied }))
+    }
+
+    async fn verify_checkout(
+        &self,
+        request: Request<pb::CheckoutRef>,
+    ) -> Result<Response<pb::Checkout>, Status> {
+        let input = request.into_inner();
+        let current = self.checkout(&input.order_id, &input.user_id).await?;
+        if current.status != "open" {
+            return Ok(Response::new(current));
+        }
+        let session_id: String = sqlx::query_scalar(
+            "SELECT provider_session_id FROM checkout_sessions WHERE order_id = $1",
+        )
+        .bind(&input.order_id)
+        .fetch_one(self.db.pool())
+        .await
+        .map_err(internal_status)?;
+        if session_id.is_empty() {
+            return Ok(Response::new(current));
+        }
+        let outcome = self
+            .provider
+            .checkout_outcome(&session_id)
+            .await
+            .map_err(|e| Status::from(Problem::unavailable(e.to_string())))?;
+        if let Some(event) = outcome {
+            webhooks::apply_checkout_event(&self.db, &self.outbox, self.provider.name(), &event)
+                .await?;
+        }
+        Ok(Response::new(
+            self.checkout(&input.order_id, &input.user_id).await?,
+        ))
     }
 }

@@ -26,7 +26,9 @@ use kit::telemetry::TraceParent;
 use sqlx::Row;
 use tonic::transport::Channel;
 
-use crate::provider::{ChargeOutcome, ChargeRequest, PaymentProvider};
+use crate::provider::{
+    ChargeOutcome, ChargeRequest, CheckoutRequest, OpenedCheckout, PaymentProvider,
+};
 
 const SOURCE: &str = "/kart/payments";
 
@@ -52,6 +54,8 @@ async fn emit<E: Event>(
 pub struct OrderPayments {
     pub provider: Arc<dyn PaymentProvider>,
     pub payment_methods: PaymentMethodsClient<Channel>,
+    /// Where shoppers reach Kart: a provider sends them back there.
+    pub public_url: String,
 }
 
 impl OrderPayments {
@@ -73,7 +77,7 @@ impl OrderPayments {
         }
         let payment_method_id = match &request.payment {
             PaymentChoiceV1::SavedMethod { payment_method_id } => payment_method_id,
-            PaymentChoiceV1::Checkout => return self.open_checkout(tx, &request).await,
+            PaymentChoiceV1::Checkout => return self.open_checkout(tx, &request, trace).await,
         };
         let payment_id = kit::new_id("pay");
         let fail = |code: &str, reason: &str| PaymentFailedV1 {
@@ -108,6 +112,7 @@ impl OrderPayments {
             Err(status) => return Err(retry(anyhow::anyhow!("users: {status}"))),
         };
         let charge = ChargeRequest {
+            order_id: request.order_id.clone(),
             token: method.provider_token,
             amount_minor: request.amount.amount_minor,
             currency: request.amount.currency.clone(),
@@ -140,16 +145,61 @@ impl OrderPayments {
         }
     }
 
-    /// Opens the hosted checkout: the shopper pays there, and the
-    /// provider's webhook settles the order.
+    /// Opens the order's checkout: the shopper pays there, and the
+    /// provider's webhook (or the verify call) settles the order.
     async fn open_checkout(
         &self,
         tx: &mut Tx,
         request: &OrderPaymentRequestedV1,
+        trace: Option<TraceParent>,
     ) -> Result<(), HandlerError> {
+        let open: Option<String> =
+            sqlx::query_scalar("SELECT order_id FROM checkout_sessions WHERE order_id = $1")
+                .bind(&request.order_id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(retry)?;
+        if open.is_some() {
+            return Ok(());
+        }
+        let page = format!(
+            "{}/checkout/{}",
+            self.public_url.trim_end_matches('/'),
+            request.order_id
+        );
+        let opened = self
+            .provider
+            .open_checkout(&CheckoutRequest {
+                order_id: request.order_id.clone(),
+                amount_minor: request.amount.amount_minor,
+                currency: request.amount.currency.clone(),
+                success_url: format!("{page}?returned=1"),
+                cancel_url: format!("{page}?cancelled=1"),
+                idempotency_key: format!("kart-order-{}-checkout", request.order_id),
+            })
+            .await
+            .map_err(retry)?;
+        let (session_id, url) = match opened {
+            OpenedCheckout::OnKart => (String::new(), String::new()),
+            OpenedCheckout::Hosted(hosted) => (hosted.session_id, hosted.url),
+            OpenedCheckout::Refused { code, reason } => {
+                let payment_id = kit::new_id("pay");
+                self.record(tx, request, &payment_id, "failed", "", &code)
+                    .await?;
+                tracing::info!(order_id = %request.order_id, %code, "the provider refused the checkout");
+                let failed = PaymentFailedV1 {
+                    order_id: request.order_id.clone(),
+                    payment_id,
+                    code,
+                    reason,
+                };
+                return emit(tx, &failed, trace).await;
+            }
+        };
         sqlx::query(
-            "INSERT INTO checkout_sessions (order_id, user_id, amount_minor, currency, created_at)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO checkout_sessions (order_id, user_id, amount_minor, currency, created_at,
+                                            provider, provider_session_id, url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (order_id) DO NOTHING",
         )
         .bind(&request.order_id)
@@ -157,10 +207,13 @@ impl OrderPayments {
         .bind(request.amount.amount_minor)
         .bind(&request.amount.currency)
         .bind(now_millis())
+        .bind(self.provider.name())
+        .bind(&session_id)
+        .bind(&url)
         .execute(&mut **tx)
         .await
         .map_err(retry)?;
-        tracing::info!(order_id = %request.order_id, "checkout opened");
+        tracing::info!(order_id = %request.order_id, provider = self.provider.name(), "checkout opened");
         Ok(())
     }
 

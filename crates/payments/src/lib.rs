@@ -4,6 +4,7 @@
 //!
 //! - [`card`]: a card as typed, checked (Luhn, expiry, CVC) and never kept.
 //! - [`provider`]: the provider trait and the simulated provider.
+//! - [`stripe`]: the Stripe provider, over Stripe's HTTP API.
 //! - [`charges`]: paying for orders and refunding them, on order events.
 //! - [`webhooks`]: signed provider webhooks, applied once each.
 //! - [`api`]: the gRPC service the gateway calls to tokenise a card.
@@ -12,6 +13,7 @@ pub mod api;
 pub mod card;
 pub mod charges;
 pub mod provider;
+pub mod stripe;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use async_trait::async_trait;
 use contracts::grpc::payments::v1::payments_server::PaymentsServer;
 use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use contracts::topics;
+use kit::config::ProviderKind;
 use kit::consumer::{ConsumerSpec, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts};
@@ -35,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         2,
         "checkout",
         include_str!("../migrations/0002_checkout.sql"),
+    ),
+    Migration::portable(
+        3,
+        "providers",
+        include_str!("../migrations/0003_providers.sql"),
     ),
 ];
 
@@ -75,7 +83,22 @@ impl Service for Payments {
                 secrecy::SecretString::from(hex::encode(bytes))
             }
         };
-        let provider: Arc<dyn provider::PaymentProvider> = Arc::new(provider::SimulatedProvider);
+        let payments = &context.settings.payments;
+        let provider: Arc<dyn provider::PaymentProvider> = match payments.provider {
+            ProviderKind::Simulated => Arc::new(provider::SimulatedProvider {
+                webhook_secret: webhook_secret.clone(),
+                settings: payments.simulated.clone(),
+            }),
+            ProviderKind::Stripe => Arc::new(stripe::StripeProvider::new(
+                &payments.stripe.base_url,
+                payments.stripe.api_key.clone().ok_or_else(|| {
+                    anyhow::anyhow!("payments.stripe.api_key is required for stripe")
+                })?,
+                webhook_secret.clone(),
+                Duration::from_secs(payments.stripe.timeout_secs),
+                db.clone(),
+            )?),
+        };
         let users = contracts::grpc::lazy_channel(
             &self.users_url,
             Duration::from_secs(10),
@@ -97,6 +120,7 @@ impl Service for Payments {
                 handler: Arc::new(charges::OrderPayments {
                     provider,
                     payment_methods: PaymentMethodsClient::new(users),
+                    public_url: context.settings.public_url.clone(),
                 }),
                 retry: RetryPolicy::default(),
             }],

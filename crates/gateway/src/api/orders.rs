@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use contracts::grpc::orders::v1 as pb;
+use contracts::grpc::payments::v1 as payments_pb;
 use kit::http::RequestContext;
 use kit::problem::Problem;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,7 @@ pub fn router() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(list_my_orders, create_order))
         .routes(routes!(get_order))
         .routes(routes!(cancel_order))
+        .routes(routes!(verify_checkout))
         .routes(routes!(list_all_orders))
         .routes(routes!(fulfil_order))
         .routes(routes!(refund_order))
@@ -356,6 +358,88 @@ pub async fn cancel_order(
             .await,
     )?;
     Ok(axum::Json(order_body(order)))
+}
+
+/// How an order's checkout stands.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckoutBody {
+    pub order_id: String,
+    /// `open` (waiting for the shopper), `paid` or `failed`.
+    #[schema(example = "paid")]
+    pub status: String,
+    pub amount: MoneyBody,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_code: Option<String>,
+    /// Where the shopper pays: the provider's page, or Kart's own.
+    pub pay_url: String,
+}
+
+/// The verify call: asks the payment provider how this order's checkout
+/// stands and settles the order if it has ended, for when the provider's
+/// webhook is late or lost. Safe to repeat.
+#[utoipa::path(post, path = "/api/v1/orders/{id}/checkout/verify", tag = "orders",
+    security(("bearer" = []), ("cookie" = [])),
+    params(("id" = String, Path, description = "The order's id (`ord_…`).")),
+    responses(
+        (status = 200, body = CheckoutBody),
+        (status = 401, description = "`unauthenticated`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no such order of yours, or its checkout is not open yet (its stock is being reserved).", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "`not_a_checkout`: the order is paid with a saved card.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: the provider did not answer; try again.", body = ProblemDoc, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_checkout(
+    State(state): State<Arc<AppState>>,
+    Extension(context): Extension<RequestContext>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<CheckoutBody>, Problem> {
+    let message = pb::OrderRef {
+        caller: grpc_caller(&caller),
+        order_id: id.clone(),
+    };
+    let order = answer(
+        "orders",
+        state
+            .upstreams
+            .orders
+            .clone()
+            .get_order(request(&context, message))
+            .await,
+    )?;
+    if order.payment_kind != "checkout" {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not_a_checkout",
+            "This order is paid with a saved card; it has no checkout.",
+        ));
+    }
+    let lookup = payments_pb::CheckoutRef {
+        order_id: id.clone(),
+        user_id: order.user_id,
+    };
+    let checkout = answer(
+        "payments",
+        state
+            .upstreams
+            .payments
+            .clone()
+            .verify_checkout(request(&context, lookup))
+            .await,
+    )?;
+    Ok(axum::Json(CheckoutBody {
+        pay_url: if checkout.url.is_empty() {
+            format!("/checkout/{id}")
+        } else {
+            checkout.url
+        },
+        order_id: checkout.order_id,
+        status: checkout.status,
+        amount: MoneyBody {
+            amount_minor: checkout.amount_minor,
+            currency: checkout.currency,
+        },
+        failure_code: Some(checkout.failure_code).filter(|c| !c.is_empty()),
+    }))
 }
 
 /// Every shopper's orders, newest first (admin).

@@ -17,6 +17,7 @@ mod payment_methods;
 mod protections;
 mod replay;
 mod stock;
+mod stripe;
 
 /// Runs `scenario(app)` once per mode, as two tests named after it.
 macro_rules! in_both_modes {
