@@ -104,6 +104,14 @@ pub struct BusSettings {
     /// installations, or test runs, share one broker without seeing each
     /// other's events. Empty by default.
     pub namespace: String,
+    /// A stable name for this process among its service's replicas (a
+    /// StatefulSet pod's name, say). Set, its consumers are static members
+    /// of their groups (Kafka's `group.instance.id`): a process that
+    /// crashes and comes back takes its partitions back at once, with no
+    /// rebalance and no wait for its old session to expire. Two live
+    /// processes must never share one. Unset by default.
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -367,6 +375,7 @@ impl Settings {
                 idempotent_producer: true,
                 embedded_path: "{data_dir}/bus.db".into(),
                 namespace: String::new(),
+                instance_id: None,
             },
             http: HttpSettings {
                 host: IpAddr::from([127, 0, 0, 1]),
@@ -445,6 +454,17 @@ impl Settings {
             return Err(key_error(
                 "bus.namespace",
                 "may hold only letters, digits, '.', '_' and '-' (Kafka's topic characters)",
+            ));
+        }
+        if let Some(instance) = &self.bus.instance_id
+            && (instance.is_empty()
+                || !instance
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(key_error(
+                "bus.instance_id",
+                "may hold only letters, digits, '.', '_' and '-', and not be empty",
             ));
         }
         if self.bus.partitions < 1 {

@@ -43,6 +43,8 @@ pub struct KafkaBus {
     namespace: Namespace,
     /// Topics known to exist, so each is created at most once per process.
     known_topics: Arc<Mutex<HashSet<String>>>,
+    /// Makes consumers static group members; see [`BusSettings::instance_id`].
+    instance_id: Option<String>,
 }
 
 /// Kart's names (`order.events`, `inventory`) to the broker's and back.
@@ -88,6 +90,7 @@ impl KafkaBus {
             default_partitions: settings.partitions,
             namespace: Namespace(settings.namespace.clone()),
             known_topics: Arc::default(),
+            instance_id: settings.instance_id.clone(),
         };
         bus.ping().await?;
         Ok(bus)
@@ -263,6 +266,14 @@ impl EventBus for KafkaBus {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("topic.metadata.refresh.interval.ms", "5000");
+        if let Some(instance) = &self.instance_id {
+            // Unique per group and process: the group's name, then this
+            // process's stable name.
+            config.set(
+                "group.instance.id",
+                format!("{}.{instance}", self.namespace.outside(group)),
+            );
+        }
         let consumer: StreamConsumer<GroupContext> = config
             .create_with_context(context)
             .map_err(|e| BusError::Unreachable(e.to_string()))?;
