@@ -39,6 +39,7 @@ pub async fn the_api_documents_itself(app: &TestApp) {
         ("/api/v1/orders", "post"),
         ("/api/v1/orders/{id}", "get"),
         ("/api/v1/orders/{id}/cancel", "post"),
+        ("/api/v1/orders/{id}/checkout/verify", "post"),
         ("/api/v1/admin/orders", "get"),
         ("/api/v1/admin/orders/{id}/fulfil", "post"),
         ("/api/v1/admin/orders/{id}/refund", "post"),

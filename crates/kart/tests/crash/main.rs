@@ -376,7 +376,7 @@ async fn killing_payments_orders_and_inventory_mid_flight_breaks_no_promise() {
                 SKUS[rng.usize(..SKUS.len())],
                 rng.i64(1..=2),
                 format!("crash-{seed}-{n}"),
-                rng.u64(200..1400),
+                rng.u64(1000..5000),
             )
         })
         .collect();
@@ -422,30 +422,27 @@ async fn killing_payments_orders_and_inventory_mid_flight_breaks_no_promise() {
         }));
     }
     // The chaos: each victim at least twice, in a random order, at random
-    // moments, and on until the last order is placed. One service is not
-    // killed again within SAME_VICTIM_GAP of its restart: tansu (the test
-    // broker) can leave a static group member that is killed twice within
-    // its session timeout with no partitions for good (its declared
-    // `group-rejoin` defect; seed 8053086807871185692 showed it), which
-    // would test the broker's coordinator, not Kart.
-    const SAME_VICTIM_GAP: Duration = Duration::from_secs(12);
+    // moments, and on until the last order is placed. A killed process
+    // stays down past the broker's session timeout (10 s) before it comes
+    // back, as a crashed pod does under its restart back-off: tansu (the
+    // test broker) gives a member that rejoins while its dead predecessor
+    // still holds the group no partitions for good (its declared
+    // `group-rejoin` defect; seeds 8053086807871185692 and
+    // 17963381296596735822 showed it), which would test the broker's
+    // coordinator instead of Kart. Orders keep arriving while it is down.
     let mut kills = Vec::new();
-    let mut restarted: HashMap<&'static str, tokio::time::Instant> = HashMap::new();
+    let mut victims: Vec<&'static str> = Vec::new();
     while kills.len() < 2 * VICTIMS.len() || placing.load(Ordering::SeqCst) > 0 {
-        let victim = VICTIMS[rng.usize(..VICTIMS.len())];
-        if restarted
-            .get(victim)
-            .is_some_and(|at| at.elapsed() < SAME_VICTIM_GAP)
-        {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+        if victims.is_empty() {
+            victims = VICTIMS.to_vec();
+            rng.shuffle(&mut victims);
         }
+        let victim = victims.pop().unwrap();
         tokio::time::sleep(Duration::from_millis(rng.u64(100..1500))).await;
         cluster.kill(victim).await;
         kills.push(victim);
-        tokio::time::sleep(Duration::from_millis(rng.u64(100..1500))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(10_500..12_000))).await;
         cluster.launch(victim).await;
-        restarted.insert(victim, tokio::time::Instant::now());
     }
     let mut placed = Vec::new();
     for handle in clients {
