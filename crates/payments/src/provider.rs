@@ -87,9 +87,6 @@ pub enum OpenedCheckout {
 pub trait PaymentProvider: Send + Sync {
     fn name(&self) -> &'static str;
 
-    /// The header a provider's webhook carries its signature in.
-    fn signature_header(&self) -> &'static str;
-
     /// Hands the card to the provider and gets its token back. Refusals
     /// are problems the shopper can act on (`card_declined`, ...).
     async fn tokenize_card(&self, card: CardInput, user_id: &str)
@@ -206,10 +203,6 @@ impl SimulatedProvider {
 impl PaymentProvider for SimulatedProvider {
     fn name(&self) -> &'static str {
         "simulated"
-    }
-
-    fn signature_header(&self) -> &'static str {
-        "kart-signature"
     }
 
     async fn tokenize_card(

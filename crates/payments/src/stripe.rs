@@ -356,10 +356,6 @@ impl PaymentProvider for StripeProvider {
         "stripe"
     }
 
-    fn signature_header(&self) -> &'static str {
-        "stripe-signature"
-    }
-
     async fn tokenize_card(
         &self,
         card: CardInput,
