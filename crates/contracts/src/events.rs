@@ -364,6 +364,33 @@ event!(
     |e| e.order_id
 );
 
+// ---- notifications ---------------------------------------------------------
+
+/// A message could not be delivered after its last try. The
+/// `notification.dlq` topic; `kart dlq replay` sends it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationDeadLetteredV1 {
+    pub message_id: String,
+    /// `welcome`, `order_confirmed`, `payment_failed`, `order_cancelled`, `refund_issued`.
+    pub kind: String,
+    pub user_id: String,
+    /// Empty for a message not about an order.
+    pub order_id: String,
+    /// The last failure.
+    pub error: String,
+    pub attempts: u32,
+    pub dead_at: DateTime<Utc>,
+    /// The event the message was made from, in CloudEvents JSON format.
+    pub original_event: serde_json::Value,
+}
+impl Event for NotificationDeadLetteredV1 {
+    const TYPE: &'static str = "kart.notification.dead_lettered.v1";
+    const TOPIC: &'static str = topics::NOTIFICATION_DLQ;
+    fn subject(&self) -> String {
+        self.message_id.clone()
+    }
+}
+
 /// Every event type with its topic, for documentation and checks.
 pub const ALL: &[(&str, &str)] = &[
     (UserRegisteredV1::TYPE, UserRegisteredV1::TOPIC),
@@ -473,5 +500,6 @@ mod tests {
             assert!(document.contains(topic), "asyncapi.yaml lacks {topic}");
         }
         assert!(document.contains(topics::NOTIFICATION_DLQ));
+        assert!(document.contains(NotificationDeadLetteredV1::TYPE));
     }
 }

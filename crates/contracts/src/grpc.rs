@@ -37,6 +37,18 @@ pub mod orders {
     }
 }
 
+pub mod notifications {
+    pub mod v1 {
+        tonic::include_proto!("kart.notifications.v1");
+    }
+}
+
+pub mod analytics {
+    pub mod v1 {
+        tonic::include_proto!("kart.analytics.v1");
+    }
+}
+
 /// Wraps `message` in a request that carries `trace` (as a child span).
 pub fn with_trace<T>(message: T, trace: &TraceParent) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);

@@ -142,6 +142,35 @@ impl Currency {
         // Only ASCII letters from the list above get in.
         std::str::from_utf8(&self.0).unwrap_or("XXX")
     }
+
+    /// Digits after the decimal point (ISO 4217's minor unit): 0 for JPY,
+    /// 3 for KWD, 2 for most.
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
+}
+
+/// An amount as a person reads it: `12.50 EUR`, `1200 JPY`, `-3.00 EUR`.
+/// A code that is not ISO 4217 is shown with two decimals.
+pub fn format_amount(amount_minor: i64, currency: &str) -> String {
+    let digits = Currency::parse(currency).map_or(2, |c| c.minor_digits());
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let magnitude = amount_minor.unsigned_abs();
+    if digits == 0 {
+        return format!("{sign}{magnitude} {currency}");
+    }
+    let scale = 10_u64.pow(digits);
+    format!(
+        "{sign}{}.{:0width$} {currency}",
+        magnitude / scale,
+        magnitude % scale,
+        width = digits as usize
+    )
 }
 
 impl fmt::Display for Currency {
@@ -275,6 +304,15 @@ mod tests {
         assert!(Sku::parse("-A").is_err());
         assert!(Sku::parse("MUG 01").is_err());
         assert!(Sku::parse(&"A".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn amounts_read_in_their_currencys_units() {
+        assert_eq!(format_amount(1250, "EUR"), "12.50 EUR");
+        assert_eq!(format_amount(5, "USD"), "0.05 USD");
+        assert_eq!(format_amount(1200, "JPY"), "1200 JPY");
+        assert_eq!(format_amount(1234, "KWD"), "1.234 KWD");
+        assert_eq!(format_amount(-300, "EUR"), "-3.00 EUR");
     }
 
     #[test]

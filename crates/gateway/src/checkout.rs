@@ -44,7 +44,7 @@ fn page(title: &str, body: &str, refresh: bool) -> String {
 }
 
 fn amount(minor: i64, currency: &str) -> String {
-    format!("{}.{:02} {currency}", minor / 100, minor % 100)
+    contracts::values::format_amount(minor, currency)
 }
 
 fn form(order_id: &str, checkout: &pb::Checkout, error: Option<&str>) -> String {

@@ -27,6 +27,8 @@ use utoipa::{Modify, OpenApi as _};
         (name = "orders", description = "Placing and following orders."),
         (name = "orders admin", description = "Every order; fulfil and refund (admin role)."),
         (name = "payments", description = "Payment provider webhooks."),
+        (name = "notifications admin", description = "The mailbox and dead letters, with replay (admin role)."),
+        (name = "analytics admin", description = "Per-minute figures and their rebuild (admin role)."),
     ),
 )]
 pub struct ApiDoc;
@@ -56,12 +58,7 @@ pub fn base() -> OpenApi {
     ApiDoc::openapi()
 }
 
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+pub use kit::http::escape_html as escape;
 
 fn ref_name<T>(item: &RefOr<T>) -> Option<String> {
     match item {

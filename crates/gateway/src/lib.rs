@@ -97,6 +97,8 @@ impl Service for Gateway {
             .merge(api::orders::router())
             .merge(api::products::router())
             .merge(api::stock::router())
+            .merge(api::mail::router())
+            .merge(api::stats::router())
             .routes(utoipa_axum::routes!(checkout::webhook))
             .route(
                 "/checkout/{order_id}",

@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
+use contracts::grpc::analytics::v1::analytics_client::AnalyticsClient;
 use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use contracts::grpc::inventory::v1::inventory_client::InventoryClient;
+use contracts::grpc::notifications::v1::notifications_client::NotificationsClient;
 use contracts::grpc::orders::v1::orders_client::OrdersClient;
 use contracts::grpc::payments::v1::payments_client::PaymentsClient;
 use contracts::grpc::users::v1::accounts_client::AccountsClient;
@@ -28,6 +30,8 @@ pub struct Upstreams {
     pub inventory: InventoryClient<Channel>,
     pub orders: OrdersClient<Channel>,
     pub payments: PaymentsClient<Channel>,
+    pub notifications: NotificationsClient<Channel>,
+    pub analytics: AnalyticsClient<Channel>,
 }
 
 fn channel(upstreams: &[Upstream], name: &str, timeout: Duration) -> anyhow::Result<Channel> {
@@ -49,6 +53,8 @@ impl Upstreams {
             inventory: InventoryClient::new(channel(upstreams, "inventory", timeout)?),
             orders: OrdersClient::new(channel(upstreams, "orders", timeout)?),
             payments: PaymentsClient::new(channel(upstreams, "payments", timeout)?),
+            notifications: NotificationsClient::new(channel(upstreams, "notifications", timeout)?),
+            analytics: AnalyticsClient::new(channel(upstreams, "analytics", timeout)?),
         })
     }
 }

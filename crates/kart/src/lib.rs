@@ -3,11 +3,13 @@
 //! - `kart up`: all eight services in one process on embedded storage.
 //! - `kart serve <service>`: one service on PostgreSQL and Kafka.
 //! - `kart migrate`: apply database migrations without serving.
+//! - `kart dlq`, `kart analytics`: operate a running Kart ([`ops`]).
 //!
 //! The business code is the same in both modes; only the storage URL and
 //! the bus behind the `EventBus` trait differ.
 
 mod demo;
+mod ops;
 mod services;
 
 use std::path::PathBuf;
@@ -47,7 +49,10 @@ const EXAMPLES: &str = "Examples:
   kart serve orders                run the orders service on PostgreSQL + Kafka
   KART__BUS__BROKERS=kafka:9092 kart serve payments
   kart migrate                     create and migrate every service's PostgreSQL database
-  kart healthcheck http://127.0.0.1:8084/readyz";
+  kart healthcheck http://127.0.0.1:8084/readyz
+  kart dlq list                    emails that could not be delivered
+  kart dlq replay --all            send them again
+  kart analytics rebuild           recompute the figures from the topics";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -87,6 +92,25 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Emails that could not be delivered (the notifications service's dead
+    /// letters): list them, send them again.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        /// The notifications service (default: where the configuration
+        /// says, http://127.0.0.1:8086 for `kart up`).
+        #[arg(long, global = true, value_name = "URL")]
+        url: Option<String>,
+    },
+    /// The analytics service's figures.
+    Analytics {
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+        /// The analytics service (default: where the configuration says,
+        /// http://127.0.0.1:8087 for `kart up`).
+        #[arg(long, global = true, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Create and migrate service databases, then exit.
     Migrate {
         /// Services to migrate (default: all that keep a database).
@@ -115,6 +139,36 @@ pub enum AdminCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// The dead letters, newest first, with the last error of each.
+    List {
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+    },
+    /// Send dead letters again, each with a fresh set of tries. A message
+    /// that was delivered meanwhile is not sent twice.
+    Replay {
+        /// Message ids (`msg_…`), as `kart dlq list` shows them.
+        ids: Vec<String>,
+        /// Every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnalyticsCommand {
+    /// Forget every figure and read every topic again from the start;
+    /// returns when the figures are current again.
+    Rebuild {
+        /// Give up waiting (the rebuild goes on) after this many seconds.
+        #[arg(long, default_value_t = 900)]
+        wait_secs: u64,
+    },
+}
+
 /// What to run, with its settings loaded and validated.
 pub struct Invocation {
     pub command: Command,
@@ -131,7 +185,9 @@ impl Invocation {
             | Command::Admin {
                 command: AdminCommand::Create { embedded: true, .. },
             }
-            | Command::Healthcheck { .. } => Mode::Embedded,
+            | Command::Healthcheck { .. }
+            | Command::Dlq { .. }
+            | Command::Analytics { .. } => Mode::Embedded,
             Command::Env { service } => {
                 service_by_name(service, &Settings::defaults(Mode::Distributed))?;
                 Mode::Distributed
@@ -181,6 +237,24 @@ impl Invocation {
             Command::Serve { service } => serve(&service, self.settings).await,
             Command::Migrate { services, .. } => migrate(&services, &self.settings).await,
             Command::Healthcheck { url } => healthcheck(&url).await,
+            Command::Dlq { command, url } => match command {
+                DlqCommand::List { limit } => {
+                    ops::dlq_list(url.as_deref(), limit, &self.settings).await
+                }
+                DlqCommand::Replay { ids, all } => {
+                    ops::dlq_replay(url.as_deref(), ids, all, &self.settings).await
+                }
+            },
+            Command::Analytics { command, url } => match command {
+                AnalyticsCommand::Rebuild { wait_secs } => {
+                    ops::analytics_rebuild(
+                        url.as_deref(),
+                        Duration::from_secs(wait_secs),
+                        &self.settings,
+                    )
+                    .await
+                }
+            },
             Command::Env { service } => {
                 for key in services::deployment_env(&service, &self.settings)? {
                     println!("{key}");

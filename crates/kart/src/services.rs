@@ -58,7 +58,7 @@ pub fn service_by_name(name: &str, settings: &Settings) -> anyhow::Result<Box<dy
 
 /// Where `service` is reached: its configured URL, or this host and its
 /// (configured or default) port.
-fn url_of(service: &str, settings: &Settings) -> String {
+pub(crate) fn url_of(service: &str, settings: &Settings) -> String {
     let default_port = service_by_name(service, settings).map_or(0, |s| s.default_port());
     settings.service_url(service, default_port)
 }

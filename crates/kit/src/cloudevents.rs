@@ -89,6 +89,29 @@ impl CloudEvent {
         })
     }
 
+    /// The event in CloudEvents' JSON format (structured mode), to carry it
+    /// whole inside another payload (a dead letter). A payload that is not
+    /// JSON is carried as a string.
+    pub fn to_structured_json(&self) -> serde_json::Value {
+        let data = serde_json::from_slice(&self.data).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&self.data).into_owned())
+        });
+        let mut event = serde_json::json!({
+            "specversion": "1.0",
+            "id": self.id,
+            "type": self.event_type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "datacontenttype": "application/json",
+            "data": data,
+        });
+        if let (Some(traceparent), Some(fields)) = (self.traceparent, event.as_object_mut()) {
+            fields.insert("traceparent".into(), traceparent.to_string().into());
+        }
+        event
+    }
+
     pub fn from_delivery(delivery: &Delivery) -> Result<CloudEvent, CloudEventError> {
         Self::from_parts(&delivery.headers, &delivery.payload)
     }

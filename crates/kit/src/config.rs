@@ -49,6 +49,10 @@ pub struct Settings {
     pub orders: OrderSettings,
     #[serde(default)]
     pub payments: PaymentSettings,
+    #[serde(default)]
+    pub notifications: NotificationSettings,
+    #[serde(default)]
+    pub analytics: AnalyticsSettings,
     /// Per-service settings, keyed by service name (`orders`, `gateway`, ...).
     #[serde(default)]
     pub services: BTreeMap<String, ServiceSettings>,
@@ -293,6 +297,113 @@ impl Default for StripeSettings {
     }
 }
 
+/// Where the emails go.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryKind {
+    /// Kept in the built-in mailbox only (the console shows it): try Kart
+    /// with no mail server. The default.
+    #[default]
+    Mailbox,
+    /// Sent over SMTP (and kept in the mailbox as a record of what was sent).
+    Smtp,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text: a relay on the same host or a test server only.
+    None,
+    /// Upgrade with STARTTLS, refusing a server that does not offer it
+    /// (port 587). The default.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (SMTPS, port 465).
+    Tls,
+}
+
+/// The notifications service: where mail goes and how hard it tries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationSettings {
+    pub delivery: DeliveryKind,
+    /// The `From:` of every message.
+    pub from: String,
+    pub smtp: SmtpSettings,
+    /// Tries per message (the first send included) before it becomes a
+    /// dead letter.
+    pub max_attempts: u32,
+    /// The wait after the first failure; it doubles (with jitter) after
+    /// each further one, up to `max_backoff_ms`.
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// How often the sender looks for messages that are due.
+    pub poll_ms: u64,
+}
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            delivery: DeliveryKind::Mailbox,
+            from: "Kart <shop@kart.localhost>".into(),
+            smtp: SmtpSettings::default(),
+            max_attempts: 6,
+            initial_backoff_ms: 2_000,
+            max_backoff_ms: 5 * 60 * 1000,
+            poll_ms: 250,
+        }
+    }
+}
+
+/// An SMTP submission server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// Set both to log in; neither for a server that needs no login.
+    pub username: Option<String>,
+    #[serde(serialize_with = "serialize_redacted_option")]
+    pub password: Option<SecretString>,
+    /// How long one send may take before it counts as failed (and is tried
+    /// again later).
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            host: "localhost".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password: None,
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// The analytics service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AnalyticsSettings {
+    /// How often the Prometheus gauges are recomputed from the aggregates.
+    pub gauge_refresh_secs: u64,
+    /// The window (minutes up to now) the gauges describe.
+    pub gauge_window_minutes: u32,
+}
+
+impl Default for AnalyticsSettings {
+    fn default() -> Self {
+        AnalyticsSettings {
+            gauge_refresh_secs: 10,
+            gauge_window_minutes: 60,
+        }
+    }
+}
+
 /// How long an order may wait for its payment.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -391,6 +502,8 @@ impl Settings {
             inventory: InventorySettings::default(),
             orders: OrderSettings::default(),
             payments: PaymentSettings::default(),
+            notifications: NotificationSettings::default(),
+            analytics: AnalyticsSettings::default(),
             services: BTreeMap::new(),
         }
     }
@@ -423,6 +536,9 @@ impl Settings {
         let blank = |s: &SecretString| s.expose_secret().is_empty();
         settings.payments.webhook_secret = settings.payments.webhook_secret.filter(|s| !blank(s));
         settings.payments.stripe.api_key = settings.payments.stripe.api_key.filter(|s| !blank(s));
+        let smtp = &mut settings.notifications.smtp;
+        smtp.password = smtp.password.take().filter(|s| !blank(s));
+        smtp.username = smtp.username.take().filter(|u| !u.is_empty());
         settings.validate()?;
         Ok(settings)
     }
@@ -566,11 +682,76 @@ impl Settings {
                 "must be an http:// or https:// URL",
             ));
         }
+        self.validate_notifications()?;
+        if self.analytics.gauge_refresh_secs == 0 {
+            return Err(key_error(
+                "analytics.gauge_refresh_secs",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=24 * 60).contains(&self.analytics.gauge_window_minutes) {
+            return Err(key_error(
+                "analytics.gauge_window_minutes",
+                "must be 1 to 1440",
+            ));
+        }
         if self.gateway.upstream_timeout_secs == 0 {
             return Err(key_error(
                 "gateway.upstream_timeout_secs",
                 "must be at least 1",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_notifications(&self) -> Result<(), ConfigError> {
+        let notifications = &self.notifications;
+        if !looks_like_mailbox(&notifications.from) {
+            return Err(key_error(
+                "notifications.from",
+                "must be an address such as `Kart <shop@example.com>`",
+            ));
+        }
+        if notifications.max_attempts == 0 {
+            return Err(key_error(
+                "notifications.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        if notifications.initial_backoff_ms == 0
+            || notifications.max_backoff_ms < notifications.initial_backoff_ms
+        {
+            return Err(key_error(
+                "notifications.max_backoff_ms",
+                "must be at least notifications.initial_backoff_ms, which must be at least 1",
+            ));
+        }
+        if notifications.poll_ms == 0 {
+            return Err(key_error("notifications.poll_ms", "must be at least 1"));
+        }
+        if notifications.delivery == DeliveryKind::Smtp {
+            let smtp = &notifications.smtp;
+            if smtp.host.trim().is_empty() {
+                return Err(key_error(
+                    "notifications.smtp.host",
+                    "is required when notifications.delivery is smtp",
+                ));
+            }
+            if smtp.port == 0 {
+                return Err(key_error("notifications.smtp.port", "must not be 0"));
+            }
+            if smtp.username.is_some() != smtp.password.is_some() {
+                return Err(key_error(
+                    "notifications.smtp.password",
+                    "notifications.smtp.username and password are set together or not at all",
+                ));
+            }
+            if smtp.timeout_secs == 0 {
+                return Err(key_error(
+                    "notifications.smtp.timeout_secs",
+                    "must be at least 1",
+                ));
+            }
         }
         Ok(())
     }
@@ -638,6 +819,27 @@ pub fn parse_broker_list(list: &str) -> Result<Vec<(String, u16)>, String> {
         brokers.push((host.to_owned(), port));
     }
     Ok(brokers)
+}
+
+/// `name@domain` or `Display Name <name@domain>`: enough to catch a typo
+/// at start-up (the mailer parses it fully when it builds a message).
+fn looks_like_mailbox(value: &str) -> bool {
+    let address = match (value.find('<'), value.rfind('>')) {
+        (Some(open), Some(close)) if open < close && close == value.len() - 1 => {
+            &value[open + 1..close]
+        }
+        (None, None) => value.trim(),
+        _ => return false,
+    };
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !address.contains(char::is_whitespace)
+        }
+        None => false,
+    }
 }
 
 fn default_public_url() -> String {
@@ -808,6 +1010,50 @@ mod tests {
             assert!(error.contains("failure_rate"), "{error}");
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API, not ours
+    fn smtp_delivery_is_checked_and_its_password_never_shown() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("KART__NOTIFICATIONS__DELIVERY", "smtp");
+            jail.set_env("KART__NOTIFICATIONS__SMTP__HOST", "mail.example.com");
+            jail.set_env("KART__NOTIFICATIONS__SMTP__USERNAME", "kart");
+            let error = Settings::load(Mode::Embedded, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("notifications.smtp.password"), "{error}");
+            jail.set_env("KART__NOTIFICATIONS__SMTP__PASSWORD", "hunter2-smtp");
+            jail.set_env("KART__NOTIFICATIONS__SMTP__TLS", "tls");
+            let settings = Settings::load(Mode::Embedded, None).unwrap();
+            assert_eq!(settings.notifications.delivery, DeliveryKind::Smtp);
+            assert_eq!(settings.notifications.smtp.tls, SmtpTls::Tls);
+            let shown = format!("{settings:?} {}", serde_json::to_string(&settings).unwrap());
+            assert!(!shown.contains("hunter2-smtp"), "{shown}");
+
+            jail.set_env("KART__NOTIFICATIONS__FROM", "not an address");
+            let error = Settings::load(Mode::Embedded, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("notifications.from"), "{error}");
+            jail.set_env("KART__NOTIFICATIONS__FROM", "Shop <shop@example.com>");
+            jail.set_env("KART__NOTIFICATIONS__MAX_BACKOFF_MS", "1");
+            let error = Settings::load(Mode::Embedded, None)
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("notifications.max_backoff_ms"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mailbox_addresses_are_told_from_typos() {
+        for good in ["a@b.c", "Kart <shop@kart.localhost>", " x@y "] {
+            assert!(looks_like_mailbox(good), "{good}");
+        }
+        for bad in ["", "shop", "a@", "@b", "Kart <shop@x", "a b@c", "a@b@c"] {
+            assert!(!looks_like_mailbox(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -127,6 +127,9 @@ struct Cursor {
 /// How often an idle consumer checks whether its assignment changed.
 const ASSIGNMENT_CHECK: Duration = Duration::from_millis(250);
 
+/// How often a member asks whether its group was rewound.
+const EPOCH_CHECK: Duration = Duration::from_secs(1);
+
 /// After this many seeks that land past the wanted offset, the records in
 /// between are taken to be gone from the log (retention), and the runner
 /// moves on, logging the gap.
@@ -166,6 +169,8 @@ impl ConsumerRunner {
         let mut unaligned: HashMap<(String, i32), i64> = HashMap::new();
         // Differs from any real generation: align on the first assignment.
         let mut generation = u64::MAX;
+        let mut epoch = group_epoch(&self.db, &self.spec.group).await.unwrap_or(0);
+        let mut epoch_checked = tokio::time::Instant::now();
         loop {
             // Reads wake up now and then even when idle, so a new assignment
             // is aligned with the stored positions before any record arrives.
@@ -174,6 +179,34 @@ impl ConsumerRunner {
                 () = tokio::time::sleep(ASSIGNMENT_CHECK) => None,
                 () = shutdown.cancelled() => break,
             };
+            if epoch_checked.elapsed() >= EPOCH_CHECK {
+                epoch_checked = tokio::time::Instant::now();
+                match group_epoch(&self.db, &self.spec.group).await {
+                    Ok(now) if now != epoch => {
+                        epoch = now;
+                        tracing::info!(group = %self.spec.group, epoch, "group rewound; reading again from the start");
+                        // An event this member applied while the rewind
+                        // committed moved a position past 0 again; nothing
+                        // of the new epoch is applied here yet, so every
+                        // assigned partition starts over (the inbox keeps
+                        // that event from counting twice).
+                        let assignment = subscription.assignment();
+                        if let Err(error) =
+                            restart_positions(&self.db, &self.spec.group, &assignment).await
+                        {
+                            tracing::warn!(%error, "cannot reset positions after a rewind");
+                        }
+                        cursors.clear();
+                        unaligned = self.stored_positions(assignment).await;
+                        align(&mut *subscription, &mut unaligned).await;
+                        // A record read before the rewind comes again from
+                        // the stored position.
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%error, "cannot read the group's epoch"),
+                }
+            }
             if subscription.assignment_generation() != generation {
                 generation = subscription.assignment_generation();
                 cursors.clear();
@@ -506,6 +539,81 @@ pub async fn record_in_inbox(
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Makes `group` apply its topics again from the start, in `tx` (beside
+/// whatever the service clears of its own effects): forgets the events it
+/// applied, moves its stored positions to the start of every partition,
+/// and moves its epoch, so every running member notices within a second
+/// and reads again from there. Positions are reset rather than deleted so
+/// that no member resumes from the broker's (later) committed offset.
+pub async fn rewind(tx: &mut Tx, group: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM kart_inbox WHERE consumer_group = $1")
+        .bind(group)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "UPDATE kart_consumer_offsets SET next_offset = 0, updated_at = $2
+         WHERE consumer_group = $1",
+    )
+    .bind(group)
+    .bind(now_millis())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO kart_consumer_epochs (consumer_group, epoch) VALUES ($1, 1)
+         ON CONFLICT (consumer_group) DO UPDATE SET epoch = kart_consumer_epochs.epoch + 1",
+    )
+    .bind(group)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves `group`'s positions in `partitions` back to the start.
+async fn restart_positions(
+    db: &Db,
+    group: &str,
+    partitions: &[(String, i32)],
+) -> Result<(), sqlx::Error> {
+    for (topic, partition) in partitions {
+        sqlx::query(
+            "UPDATE kart_consumer_offsets SET next_offset = 0, updated_at = $4
+             WHERE consumer_group = $1 AND topic = $2 AND partition_id = $3",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partition)
+        .bind(now_millis())
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(())
+}
+
+/// How often `group` was rewound (0: never).
+async fn group_epoch(db: &Db, group: &str) -> Result<i64, sqlx::Error> {
+    let epoch: Option<i64> =
+        sqlx::query_scalar("SELECT epoch FROM kart_consumer_epochs WHERE consumer_group = $1")
+            .bind(group)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(epoch.unwrap_or(0))
+}
+
+/// Every stored position of `group`: (topic, partition, next offset).
+pub async fn group_positions(db: &Db, group: &str) -> Result<Vec<(String, i32, i64)>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT topic, partition_id, next_offset FROM kart_consumer_offsets
+         WHERE consumer_group = $1",
+    )
+    .bind(group)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(topic, partition, next)| (topic, i32::try_from(partition).unwrap_or(0), next))
+        .collect())
 }
 
 /// The group's stored position in a partition, if it ever consumed it.

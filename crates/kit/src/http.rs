@@ -45,6 +45,22 @@ pub struct Readiness {
     pub bus: Option<SharedBus>,
 }
 
+/// Text made safe to put into HTML, in an element or a quoted attribute.
+pub fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Wraps a service's routes with the shared middleware, health and metrics.
 pub fn finish_router(
     service: &'static str,

@@ -253,9 +253,16 @@ impl Backoff {
     /// The delay before the next try: random in `[d/2, d]` where `d` doubles
     /// each call up to `max`, so retrying peers do not move in lockstep.
     pub fn next_delay(&mut self) -> Duration {
-        let factor = 2_u32.saturating_pow(self.attempt.min(20));
+        let delay = Backoff::delay_after(self.initial, self.max, self.attempt);
         self.attempt = self.attempt.saturating_add(1);
-        let ceiling = self.initial.saturating_mul(factor).min(self.max);
+        delay
+    }
+
+    /// The delay after `failures` earlier failures (0: after the first),
+    /// for work that keeps its failure count elsewhere (a stored message).
+    pub fn delay_after(initial: Duration, max: Duration, failures: u32) -> Duration {
+        let factor = 2_u32.saturating_pow(failures.min(20));
+        let ceiling = initial.saturating_mul(factor).min(max);
         let millis = u64::try_from(ceiling.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);

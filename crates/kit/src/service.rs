@@ -34,12 +34,19 @@ use crate::outbox::{OutboxSignal, Relay};
 
 /// kit's own tables (outbox, inbox, consumer positions), in every service
 /// database.
-pub const KIT_MIGRATIONS: &[Migration] = &[Migration::per_dialect(
-    1,
-    "outbox_inbox",
-    include_str!("../migrations/0001_outbox_inbox.postgres.sql"),
-    include_str!("../migrations/0001_outbox_inbox.sqlite.sql"),
-)];
+pub const KIT_MIGRATIONS: &[Migration] = &[
+    Migration::per_dialect(
+        1,
+        "outbox_inbox",
+        include_str!("../migrations/0001_outbox_inbox.postgres.sql"),
+        include_str!("../migrations/0001_outbox_inbox.sqlite.sql"),
+    ),
+    Migration::portable(
+        2,
+        "consumer_epochs",
+        include_str!("../migrations/0002_consumer_epochs.sql"),
+    ),
+];
 
 /// What a service gets to build itself with.
 #[derive(Clone)]

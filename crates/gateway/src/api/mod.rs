@@ -4,9 +4,11 @@
 //! what is wrong in problems the gateway passes on unchanged.
 
 pub mod auth;
+pub mod mail;
 pub mod me;
 pub mod orders;
 pub mod products;
+pub mod stats;
 pub mod stock;
 
 use chrono::{DateTime, SecondsFormat};

@@ -1,0 +1,203 @@
+//! From events to facts: what the `analytics` consumer group writes for
+//! each event it reads. Every write is keyed by what it is about and keeps
+//! the first value it saw, so applying an event twice changes nothing.
+
+use async_trait::async_trait;
+use contracts::Event;
+use contracts::events::{
+    OrderCancelledV1, OrderCreatedV1, OrderFailedV1, OrderPaidV1, PaymentCapturedV1,
+    PaymentFailedV1, RefundIssuedV1,
+};
+use kit::cloudevents::CloudEvent;
+use kit::consumer::{Handler, HandlerError};
+use kit::db::Tx;
+
+fn reject(error: impl std::fmt::Display) -> HandlerError {
+    HandlerError::Reject(anyhow::anyhow!("{error}"))
+}
+
+/// The Unix minute of a Unix millisecond.
+pub fn minute_of(millis: i64) -> i64 {
+    millis.div_euclid(60_000)
+}
+
+/// The handler of the `analytics` consumer group (every domain topic).
+pub struct Facts;
+
+#[async_trait]
+impl Handler for Facts {
+    async fn handle(&self, tx: &mut Tx, event: &CloudEvent) -> Result<(), HandlerError> {
+        count_event(tx, event).await?;
+        match event.event_type.as_str() {
+            OrderCreatedV1::TYPE => {
+                let order = OrderCreatedV1::decode(event).map_err(reject)?;
+                order_created(tx, &order).await?;
+            }
+            OrderPaidV1::TYPE => {
+                let paid = OrderPaidV1::decode(event).map_err(reject)?;
+                sqlx::query(
+                    "INSERT INTO order_facts (order_id, currency, total_minor, paid_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (order_id) DO UPDATE SET
+                         paid_at = COALESCE(order_facts.paid_at, excluded.paid_at),
+                         currency = excluded.currency,
+                         total_minor = excluded.total_minor",
+                )
+                .bind(&paid.order_id)
+                .bind(&paid.total.currency)
+                .bind(paid.total.amount_minor)
+                .bind(paid.paid_at.timestamp_millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+            OrderFailedV1::TYPE => {
+                let failed = OrderFailedV1::decode(event).map_err(reject)?;
+                sqlx::query(
+                    "INSERT INTO order_facts (order_id, failed_at, failure_code)
+                     VALUES ($1, $2, $3)
+                     ON CONFLICT (order_id) DO UPDATE SET
+                         failed_at = COALESCE(order_facts.failed_at, excluded.failed_at),
+                         failure_code = CASE WHEN order_facts.failed_at IS NULL
+                             THEN excluded.failure_code ELSE order_facts.failure_code END",
+                )
+                .bind(&failed.order_id)
+                .bind(failed.failed_at.timestamp_millis())
+                .bind(&failed.code)
+                .execute(&mut **tx)
+                .await?;
+            }
+            OrderCancelledV1::TYPE => {
+                let cancelled = OrderCancelledV1::decode(event).map_err(reject)?;
+                sqlx::query(
+                    "INSERT INTO order_facts (order_id, cancelled_at) VALUES ($1, $2)
+                     ON CONFLICT (order_id) DO UPDATE SET
+                         cancelled_at = COALESCE(order_facts.cancelled_at, excluded.cancelled_at)",
+                )
+                .bind(&cancelled.order_id)
+                .bind(cancelled.cancelled_at.timestamp_millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+            PaymentCapturedV1::TYPE => {
+                let captured = PaymentCapturedV1::decode(event).map_err(reject)?;
+                payment(
+                    tx,
+                    &captured.payment_id,
+                    "captured",
+                    &captured.order_id,
+                    captured.captured_at.timestamp_millis(),
+                )
+                .await?;
+            }
+            PaymentFailedV1::TYPE => {
+                let failed = PaymentFailedV1::decode(event).map_err(reject)?;
+                // The payload has no time of its own; the event's is when
+                // the failure was recorded.
+                payment(
+                    tx,
+                    &failed.payment_id,
+                    "failed",
+                    &failed.order_id,
+                    event.time.timestamp_millis(),
+                )
+                .await?;
+            }
+            RefundIssuedV1::TYPE => {
+                let refund = RefundIssuedV1::decode(event).map_err(reject)?;
+                sqlx::query(
+                    "INSERT INTO refund_facts (refund_id, order_id, amount_minor, currency, at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (refund_id) DO NOTHING",
+                )
+                .bind(&refund.refund_id)
+                .bind(&refund.order_id)
+                .bind(refund.amount.amount_minor)
+                .bind(&refund.amount.currency)
+                .bind(refund.issued_at.timestamp_millis())
+                .execute(&mut **tx)
+                .await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+async fn count_event(tx: &mut Tx, event: &CloudEvent) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO event_counts (minute, event_type, count) VALUES ($1, $2, 1)
+         ON CONFLICT (minute, event_type) DO UPDATE SET count = event_counts.count + 1",
+    )
+    .bind(minute_of(event.time.timestamp_millis()))
+    .bind(&event.event_type)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn order_created(tx: &mut Tx, order: &OrderCreatedV1) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_facts (order_id, currency, total_minor, created_at)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (order_id) DO UPDATE SET
+             created_at = COALESCE(order_facts.created_at, excluded.created_at),
+             currency = excluded.currency,
+             total_minor = excluded.total_minor",
+    )
+    .bind(&order.order_id)
+    .bind(&order.total.currency)
+    .bind(order.total.amount_minor)
+    .bind(order.created_at.timestamp_millis())
+    .execute(&mut **tx)
+    .await?;
+    for (line_no, line) in order.lines.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_line_facts (order_id, line_no, sku, quantity, unit_minor, currency)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, line_no) DO NOTHING",
+        )
+        .bind(&order.order_id)
+        .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
+        .bind(&line.sku)
+        .bind(i64::from(line.quantity))
+        .bind(line.unit_price.amount_minor)
+        .bind(&line.unit_price.currency)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn payment(
+    tx: &mut Tx,
+    payment_id: &str,
+    outcome: &str,
+    order_id: &str,
+    at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payment_facts (payment_id, outcome, order_id, at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (payment_id, outcome) DO NOTHING",
+    )
+    .bind(payment_id)
+    .bind(outcome)
+    .bind(order_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Forgets every fact, in `tx` (a rebuild, with the group's rewind).
+pub async fn forget_all(tx: &mut Tx) -> Result<(), sqlx::Error> {
+    for table in [
+        "order_facts",
+        "order_line_facts",
+        "payment_facts",
+        "refund_facts",
+        "event_counts",
+    ] {
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
