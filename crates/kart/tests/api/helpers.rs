@@ -71,6 +71,11 @@ pub fn test_settings(storage: Storage, dir: &std::path::Path) -> Settings {
     settings.gateway.ip_rate_per_sec = 0;
     settings.gateway.user_rate_per_sec = 0;
     settings.gateway.secure_cookies = false;
+    // Mail and figures show up within a test's patience.
+    settings.notifications.poll_ms = 50;
+    settings.notifications.initial_backoff_ms = 100;
+    settings.notifications.max_backoff_ms = 1_000;
+    settings.analytics.gauge_refresh_secs = 1;
     if storage == Storage::Distributed {
         let database = format!("{}_{{service}}", kit::testing::unique("kart_test"));
         settings.database.url = SecretString::from(kit::testing::postgres_url(&database));

@@ -12,6 +12,7 @@ mod accounts;
 mod catalog;
 mod checkout;
 mod helpers;
+mod mail;
 mod orders;
 mod payment_methods;
 mod protections;
@@ -49,6 +50,7 @@ mod scenarios {
     pub use crate::accounts::*;
     pub use crate::catalog::*;
     pub use crate::checkout::*;
+    pub use crate::mail::*;
     pub use crate::orders::*;
     pub use crate::payment_methods::*;
     pub use crate::protections::*;
@@ -82,4 +84,5 @@ in_both_modes!(
     replaying_every_event_twice_in_shuffled_order_changes_nothing,
     the_hosted_checkout_takes_the_card_and_the_webhook_settles_it,
     webhooks_are_verified_and_applied_once_in_any_order,
+    a_run_of_orders_mails_and_counts_exactly_what_happened,
 );

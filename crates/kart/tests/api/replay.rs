@@ -13,13 +13,13 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{Session, TestApp};
-use crate::orders::{DECLINED_CARD, GOOD_CARD, key, settled};
+use crate::mail::a_known_run;
 
 /// Which consumer groups read each topic the saga uses.
 const READERS: &[(&str, usize)] = &[
-    (topics::ORDER_EVENTS, 2),     // inventory, payments
-    (topics::INVENTORY_EVENTS, 1), // orders
-    (topics::PAYMENT_EVENTS, 1),   // orders
+    (topics::ORDER_EVENTS, 4), // inventory, payments, notifications, analytics
+    (topics::INVENTORY_EVENTS, 2), // orders, analytics
+    (topics::PAYMENT_EVENTS, 3), // orders, notifications, analytics
 ];
 
 /// Every record of `topic`, read by a group of its own from the start
@@ -56,7 +56,8 @@ fn event_id(record: &Record) -> String {
         .to_owned()
 }
 
-/// What the services hold about the shopper's orders and the stock.
+/// What the services hold about the shopper's orders, the stock, the
+/// shopper's mail and the figures.
 async fn state(app: &TestApp, admin: &Session, shopper: &Session, sku: &str) -> Value {
     let orders = app
         .get("/api/v1/orders?limit=100", Some(&shopper.token))
@@ -74,7 +75,23 @@ async fn state(app: &TestApp, admin: &Session, shopper: &Session, sku: &str) -> 
             .expect(StatusCode::OK)
             .clone();
     }
-    json!({"orders": orders, "stock": stock.expect(StatusCode::OK).clone()})
+    let mail = app
+        .get(
+            &format!(
+                "/api/v1/admin/mailbox?user_id={}&limit=500",
+                shopper.user_id
+            ),
+            Some(&admin.token),
+        )
+        .await
+        .expect(StatusCode::OK)
+        .clone();
+    json!({
+        "orders": orders,
+        "stock": stock.expect(StatusCode::OK).clone(),
+        "mail": mail,
+        "figures": app.figures(admin).await,
+    })
 }
 
 /// Duplicates the consumers have recognised, over every service.
@@ -114,48 +131,18 @@ pub async fn replaying_every_event_twice_in_shuffled_order_changes_nothing(app: 
     let admin = app.admin().await;
     app.stocked_product(&admin, "RPL-BEANS", 800, 6).await;
     let shopper = app.customer().await;
-    let good = app.saved_card(&shopper, GOOD_CARD).await;
-    let declined = app.saved_card(&shopper, DECLINED_CARD).await;
-    let mut ids = Vec::new();
-    for (quantity, card) in [
-        (1, &good),
-        (2, &good),
-        (1, &declined),
-        (10, &good), // more than there is
-        (1, &good),  // cancelled once paid: refunded
-    ] {
-        let placed = app
-            .place(
-                &shopper,
-                &key(),
-                &json!({"lines": [{"sku": "RPL-BEANS", "quantity": quantity}], "payment_method_id": card}),
-            )
-            .await;
-        ids.push(
-            placed.expect(StatusCode::CREATED)["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
-    }
-    for id in &ids {
-        app.order_until(&shopper.token, id, settled).await;
-    }
-    app.post(
-        &format!("/api/v1/orders/{}/cancel", ids[4]),
-        Some(&shopper.token),
-        json!({}),
-    )
-    .await
-    .expect(StatusCode::OK);
-    app.order_until(&shopper.token, &ids[4], |o| {
-        o["refunded"]["amount_minor"] == 800
-    })
-    .await;
+    a_known_run(app, &shopper, "RPL-BEANS").await;
+    // Every mail of the run sent before the replay starts.
+    app.mails_of(&admin, &shopper.user_id, 7).await;
     // Sold: 1 + 2 units; the cancelled order's unit is back on sale, the
     // rest released or never reserved.
     app.stock_until(&admin, "RPL-BEANS", 3, 0).await;
 
+    // Analytics has read everything there is.
+    app.get_until("/api/v1/admin/analytics/lag", &admin.token, |l| {
+        l["records_behind"] == 0
+    })
+    .await;
     let bus = app.system().bus.clone();
     let before = state(app, &admin, &shopper, "RPL-BEANS").await;
     let duplicates_before = duplicates_seen(app).await;

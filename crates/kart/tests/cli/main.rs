@@ -716,3 +716,100 @@ async fn the_readmes_api_examples_run_as_written() {
     signal(&child, "INT");
     assert!(exits_within_5s(&mut child).await.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kart_dlq_lists_and_replays_dead_letters_and_analytics_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = kit::config::Settings::defaults(kit::config::Mode::Embedded);
+    settings.data_dir = dir.path().to_owned();
+    for name in SERVICES {
+        settings
+            .services
+            .entry((*name).to_owned())
+            .or_default()
+            .port = Some(0);
+    }
+    // A mail server that is not there, and one try: every mail dies.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let notifications = &mut settings.notifications;
+    notifications.delivery = kit::config::DeliveryKind::Smtp;
+    notifications.smtp.host = "127.0.0.1".into();
+    notifications.smtp.port = closed_port;
+    notifications.smtp.tls = kit::config::SmtpTls::None;
+    notifications.max_attempts = 1;
+    notifications.poll_ms = 50;
+    let system = kart::System::start(settings).await.unwrap();
+    let gateway = system.url("gateway").unwrap();
+    let notifications_url = system.url("notifications").unwrap();
+    let analytics_url = system.url("analytics").unwrap();
+    let signup = reqwest::Client::new()
+        .post(format!("{gateway}/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": "dlq@example.com", "password": "correct horse battery", "display_name": "Dee"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), reqwest::StatusCode::CREATED);
+
+    // The welcome mail becomes a dead letter; `kart dlq list` shows it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let output = kart()
+            .args(["dlq", "list", "--url", &notifications_url])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if stdout.contains("welcome") {
+            break stdout;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stdout}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(listed.contains("1 dead letter(s)"), "{listed}");
+    assert!(listed.contains("SMTP"), "the last error shows: {listed}");
+    let id = listed
+        .split_whitespace()
+        .find(|w| w.starts_with("msg_"))
+        .unwrap()
+        .to_owned();
+
+    let output = kart()
+        .args(["dlq", "replay", "--url", &notifications_url, &id])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains(&format!("{id}  queued")), "{stdout}");
+
+    let (status, stderr) =
+        run_to_failure(kart().args(["dlq", "replay", "--url", &notifications_url])).await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["--all"]);
+    let (status, stderr) =
+        run_to_failure(kart().args(["dlq", "replay", "--url", &notifications_url, "msg_nope"]))
+            .await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["do not exist"]);
+
+    let output = kart()
+        .args(["analytics", "rebuild", "--url", &analytics_url])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("Rebuilt in"), "{stdout}");
+    assert!(stdout.contains("0 orders created"), "{stdout}");
+
+    let (status, stderr) =
+        run_to_failure(kart().args(["dlq", "list", "--url", "http://127.0.0.1:9"])).await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["notifications", "does not answer"]);
+    system.stop().await;
+}
