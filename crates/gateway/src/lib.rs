@@ -20,6 +20,7 @@ pub mod docs;
 pub mod extract;
 pub mod images;
 pub mod limits;
+pub mod live;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub ip_limit: Option<RateLimiter>,
     pub user_limit: Option<RateLimiter>,
     pub gateway: GatewaySettings,
+    /// Orders that just moved, for live status streams.
+    pub order_changes: live::OrderChanges,
 }
 
 /// A service the gateway forwards to, and where it lives.
@@ -81,6 +84,7 @@ impl Service for Gateway {
     async fn build(&self, context: &ServiceContext) -> anyhow::Result<ServiceParts> {
         let settings = &context.settings;
         let gateway = settings.gateway.clone();
+        let order_changes = live::OrderChanges::default();
         let state = Arc::new(AppState {
             upstreams: Upstreams::connect(
                 &self.upstreams,
@@ -90,6 +94,7 @@ impl Service for Gateway {
             ip_limit: RateLimiter::new(gateway.ip_rate_per_sec, gateway.ip_burst),
             user_limit: RateLimiter::new(gateway.user_rate_per_sec, gateway.user_burst),
             gateway: gateway.clone(),
+            order_changes: order_changes.clone(),
         });
         let (api, openapi) = OpenApiRouter::with_openapi(docs::base())
             .merge(api::auth::router())
@@ -100,6 +105,7 @@ impl Service for Gateway {
             .merge(api::mail::router())
             .merge(api::stats::router())
             .routes(utoipa_axum::routes!(checkout::webhook))
+            .routes(utoipa_axum::routes!(live::order_stream))
             .route(
                 "/checkout/{order_id}",
                 axum::routing::get(checkout::show).post(checkout::pay),
@@ -148,6 +154,10 @@ impl Service for Gateway {
         Ok(ServiceParts {
             routes,
             cors: cors(&gateway)?,
+            workers: vec![kit::Worker::new(
+                "live-order-status",
+                order_changes.follow(Arc::clone(&context.bus), context.shutdown.clone()),
+            )],
             ..ServiceParts::default()
         })
     }

@@ -11,7 +11,7 @@ use crate::helpers::{Session, TestApp, WEBHOOK_SECRET};
 use crate::orders::{key, settled};
 
 /// Places a checkout order for `quantity` units; returns its id.
-async fn checkout_order(app: &TestApp, shopper: &Session, sku: &str, quantity: i64) -> String {
+pub async fn checkout_order(app: &TestApp, shopper: &Session, sku: &str, quantity: i64) -> String {
     let placed = app
         .place(
             shopper,
@@ -38,7 +38,7 @@ async fn page(app: &TestApp, token: &str, id: &str) -> (StatusCode, String) {
 }
 
 /// The checkout page once the stock is reserved and the form is there.
-async fn open_page(app: &TestApp, token: &str, id: &str) -> String {
+pub async fn open_page(app: &TestApp, token: &str, id: &str) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = page(app, token, id).await;
@@ -55,7 +55,7 @@ async fn open_page(app: &TestApp, token: &str, id: &str) -> String {
     }
 }
 
-async fn pay(app: &TestApp, token: &str, id: &str, number: &str) -> reqwest::Response {
+pub async fn pay(app: &TestApp, token: &str, id: &str, number: &str) -> reqwest::Response {
     // As a browser would, but showing the redirect instead of following it.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

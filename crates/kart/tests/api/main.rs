@@ -12,6 +12,7 @@ mod accounts;
 mod catalog;
 mod checkout;
 mod helpers;
+mod live;
 mod mail;
 mod orders;
 mod payment_methods;
@@ -50,6 +51,7 @@ mod scenarios {
     pub use crate::accounts::*;
     pub use crate::catalog::*;
     pub use crate::checkout::*;
+    pub use crate::live::*;
     pub use crate::mail::*;
     pub use crate::orders::*;
     pub use crate::payment_methods::*;
@@ -85,4 +87,5 @@ in_both_modes!(
     the_hosted_checkout_takes_the_card_and_the_webhook_settles_it,
     webhooks_are_verified_and_applied_once_in_any_order,
     a_run_of_orders_mails_and_counts_exactly_what_happened,
+    the_order_stream_shows_paid_the_moment_it_happens,
 );
