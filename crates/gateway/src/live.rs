@@ -116,13 +116,11 @@ impl OrderChanges {
                 () = tokio::time::sleep(Duration::from_millis(250)) => None,
             };
             match next {
-                None => {}
-                Some(Ok(delivery)) => {
-                    if !delivery.key.is_empty() {
-                        // No receiver is fine: nobody is watching.
-                        let _ = self.sender.send(Arc::from(delivery.key.as_str()));
-                    }
+                Some(Ok(delivery)) if !delivery.key.is_empty() => {
+                    // No receiver is fine: nobody is watching.
+                    let _ = self.sender.send(Arc::from(delivery.key.as_str()));
                 }
+                None | Some(Ok(_)) => {}
                 Some(Err(error)) => {
                     tracing::debug!(%error, "live status read failed; retrying");
                     sleep_or_cancel(backoff.next_delay(), &shutdown).await;
