@@ -138,6 +138,15 @@ fi
 export KART_TEST_PYTHON="$venv/bin/python"
 "$KART_TEST_PYTHON" -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
 
+step "Browser"
+# The storefront and console tests drive Debian's Chromium (a browser
+# download cannot work here) with playwright-core from npm, pinned by
+# web/tests/package-lock.json.
+[ -x /usr/bin/chromium ] || apt_install chromium
+command -v npm >/dev/null || apt_install nodejs npm
+/usr/bin/chromium --version 2>/dev/null | head -1
+(cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+
 step "Deploy kit (offline checks)"
 # kubectl (for `kubectl kustomize`) from Debian.
 command -v kubectl >/dev/null || apt_install kubectl || apt_install kubernetes-client

@@ -108,7 +108,7 @@ async fn render(
             .await,
     )?;
     let link = format!(
-        "<p><a href=\"/api/v1/orders/{0}\">See order {0}</a></p>",
+        "<p><a href=\"/orders/{0}\">See order {0}</a></p>",
         escape(order_id)
     );
     if order.payment_kind != "checkout" {

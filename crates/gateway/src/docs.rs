@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi as _};
         (name = "payments", description = "Payment provider webhooks."),
         (name = "notifications admin", description = "The mailbox and dead letters, with replay (admin role)."),
         (name = "analytics admin", description = "Per-minute figures and their rebuild (admin role)."),
+        (name = "operations admin", description = "Topics, partitions and consumer-group lag (admin role)."),
     ),
 )]
 pub struct ApiDoc;

@@ -22,6 +22,7 @@ pub mod images;
 pub mod limits;
 pub mod live;
 pub mod upstream;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +31,7 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::response::{Html, IntoResponse, Redirect};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use kit::config::GatewaySettings;
 use kit::migrate::Migration;
@@ -52,6 +53,12 @@ pub struct AppState {
     pub gateway: GatewaySettings,
     /// Orders that just moved, for live status streams.
     pub order_changes: live::OrderChanges,
+    /// The event bus, for the console's topic view.
+    pub bus: kit::SharedBus,
+    /// The services behind the gateway and a plain HTTP client to reach
+    /// their operational endpoints (readiness, consumer positions).
+    pub services: Vec<Upstream>,
+    pub http: reqwest::Client,
 }
 
 /// A service the gateway forwards to, and where it lives.
@@ -95,6 +102,11 @@ impl Service for Gateway {
             user_limit: RateLimiter::new(gateway.user_rate_per_sec, gateway.user_burst),
             gateway: gateway.clone(),
             order_changes: order_changes.clone(),
+            bus: Arc::clone(&context.bus),
+            services: self.upstreams.clone(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()?,
         });
         let (api, openapi) = OpenApiRouter::with_openapi(docs::base())
             .merge(api::auth::router())
@@ -104,6 +116,7 @@ impl Service for Gateway {
             .merge(api::stock::router())
             .merge(api::mail::router())
             .merge(api::stats::router())
+            .merge(api::bus::router())
             .routes(utoipa_axum::routes!(checkout::webhook))
             .routes(utoipa_axum::routes!(live::order_stream))
             .route(
@@ -128,7 +141,6 @@ impl Service for Gateway {
             upstreams: self.upstreams.clone(),
         });
         let routes = Router::new()
-            .route("/", get(|| async { Redirect::temporary("/api/docs") }))
             .route(
                 "/api/openapi.json",
                 get(move || {
@@ -150,6 +162,7 @@ impl Service for Gateway {
             )
             .route("/api/v1/status", get(status).with_state(status_state))
             .route("/images/products/{file}", get(images::product_image))
+            .merge(web::routes())
             .merge(api);
         Ok(ServiceParts {
             routes,

@@ -73,7 +73,11 @@ pub fn finish_router(
 ) -> Router {
     let health = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz).with_state(readiness))
+        .route("/readyz", get(readyz).with_state(readiness.clone()))
+        .route(
+            "/consumer-positions",
+            get(consumer_positions).with_state(readiness),
+        )
         .route("/metrics", get(serve_metrics).with_state(metrics.clone()));
     let mut routes = routes
         .merge(health)
@@ -146,6 +150,36 @@ async fn problem_for_bare_errors(response: Response) -> Response {
 
 async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
+}
+
+/// Where each of this service's consumer groups stands in each partition
+/// (the positions kept beside its effects), for the console's lag view.
+/// Served on the service's own port, which is inside the cluster.
+async fn consumer_positions(State(readiness): State<Readiness>) -> Response {
+    let Some(db) = &readiness.db else {
+        return axum::Json(json!({ "positions": [] })).into_response();
+    };
+    let rows: Result<Vec<(String, String, i64, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT consumer_group, topic, partition_id, next_offset FROM kart_consumer_offsets
+         ORDER BY consumer_group, topic, partition_id",
+    )
+    .fetch_all(db.pool())
+    .await;
+    match rows {
+        Ok(rows) => axum::Json(json!({
+            "positions": rows
+                .into_iter()
+                .map(|(group, topic, partition, next_offset)| json!({
+                    "group": group,
+                    "topic": topic,
+                    "partition": partition,
+                    "next_offset": next_offset,
+                }))
+                .collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(error) => crate::problem::Problem::internal(&error).into_response(),
+    }
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> Response {

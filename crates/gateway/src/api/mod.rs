@@ -4,6 +4,7 @@
 //! what is wrong in problems the gateway passes on unchanged.
 
 pub mod auth;
+pub mod bus;
 pub mod mail;
 pub mod me;
 pub mod orders;
