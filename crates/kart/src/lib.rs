@@ -4,10 +4,14 @@
 //! - `kart serve <service>`: one service on PostgreSQL and Kafka.
 //! - `kart migrate`: apply database migrations without serving.
 //! - `kart dlq`, `kart analytics`: operate a running Kart ([`ops`]).
+//! - `kart bench`: load, figures and charts ([`bench`]).
 //!
 //! The business code is the same in both modes; only the storage URL and
 //! the bus behind the `EventBus` trait differ.
 
+mod bench;
+mod bench_report;
+mod bench_system;
 mod demo;
 mod ops;
 mod services;
@@ -52,7 +56,8 @@ const EXAMPLES: &str = "Examples:
   kart healthcheck http://127.0.0.1:8084/readyz
   kart dlq list                    emails that could not be delivered
   kart dlq replay --all            send them again
-  kart analytics rebuild           recompute the figures from the topics";
+  kart analytics rebuild           recompute the figures from the topics
+  kart bench checkout --orders 5000 --concurrency 64    load Kart and report (BENCHMARKS.md)";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -111,6 +116,12 @@ pub enum Command {
         #[arg(long, global = true, value_name = "URL")]
         url: Option<String>,
     },
+    /// Measure Kart under load: a report folder with JSON, Markdown and SVG
+    /// charts, and a check at the end that every promise held.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Create and migrate service databases, then exit.
     Migrate {
         /// Services to migrate (default: all that keep a database).
@@ -158,6 +169,86 @@ pub enum DlqCommand {
     },
 }
 
+/// Which Kart a bench loads.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchTarget {
+    /// A running Kart's gateway (its admin in KART_BENCH_ADMIN_EMAIL and
+    /// KART_BENCH_ADMIN_PASSWORD; rate limits off). Without it the bench
+    /// starts a Kart of its own.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// The Kart to start: `embedded` (kart up) or `distributed` (each
+    /// service its own process on PostgreSQL and the broker).
+    #[arg(long, default_value = "embedded", value_parser = ["embedded", "distributed"])]
+    mode: String,
+    /// PostgreSQL for `--mode distributed` (a database per service is made).
+    #[arg(
+        long,
+        env = "KART_BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+    /// The Kafka-protocol broker for `--mode distributed`.
+    #[arg(long, env = "KART_BENCH_BROKERS", value_name = "HOST:PORT")]
+    brokers: Option<String>,
+    /// The report folder (default: bench-reports/<kind>-<time>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Give up after this many seconds (whatever is done is reported).
+    #[arg(long, default_value_t = 300)]
+    max_secs: u64,
+}
+
+impl BenchTarget {
+    fn mode(&self) -> anyhow::Result<bench_system::BenchMode> {
+        Ok(match (self.mode.as_str(), &self.brokers) {
+            ("distributed", Some(brokers)) => bench_system::BenchMode::Distributed {
+                postgres: self.postgres.clone(),
+                brokers: brokers.clone(),
+            },
+            ("distributed", None) => {
+                bail!("--mode distributed needs --brokers (or KART_BENCH_BROKERS)")
+            }
+            _ => bench_system::BenchMode::Embedded,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Shoppers place orders with a saved test card; each order is followed
+    /// on its live status stream to PAID or FAILED.
+    Checkout {
+        #[command(flatten)]
+        target: BenchTarget,
+        /// Shoppers to sign up (each with a saved card).
+        #[arg(long, default_value_t = 50)]
+        shoppers: usize,
+        /// Orders to place.
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        /// Open loop: orders per second, whatever the latency. Without it,
+        /// closed loop: each client places its next order once the last
+        /// one settled.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Clients (closed loop), or the cap on orders in flight (open loop).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Catalog lists, searches and product pages.
+    Browse {
+        #[command(flatten)]
+        target: BenchTarget,
+        /// Requests to send.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        /// Clients, each sending its next request once answered.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AnalyticsCommand {
     /// Forget every figure and read every topic again from the start;
@@ -187,7 +278,8 @@ impl Invocation {
             }
             | Command::Healthcheck { .. }
             | Command::Dlq { .. }
-            | Command::Analytics { .. } => Mode::Embedded,
+            | Command::Analytics { .. }
+            | Command::Bench { .. } => Mode::Embedded,
             Command::Env { service } => {
                 service_by_name(service, &Settings::defaults(Mode::Distributed))?;
                 Mode::Distributed
@@ -243,6 +335,46 @@ impl Invocation {
                 }
                 DlqCommand::Replay { ids, all } => {
                     ops::dlq_replay(url.as_deref(), ids, all, &self.settings).await
+                }
+            },
+            Command::Bench { command } => match command {
+                BenchCommand::Checkout {
+                    target,
+                    shoppers,
+                    orders,
+                    rate,
+                    concurrency,
+                } => {
+                    let plan = bench::CheckoutPlan {
+                        mode: target.mode()?,
+                        shoppers: shoppers.max(1),
+                        rate,
+                        concurrency,
+                        orders,
+                        max_secs: target.max_secs,
+                        out: target
+                            .out
+                            .clone()
+                            .unwrap_or_else(|| bench::default_out("checkout")),
+                    };
+                    bench::checkout(plan, target.target).await
+                }
+                BenchCommand::Browse {
+                    target,
+                    requests,
+                    concurrency,
+                } => {
+                    let plan = bench::BrowsePlan {
+                        mode: target.mode()?,
+                        concurrency,
+                        requests,
+                        max_secs: target.max_secs,
+                        out: target
+                            .out
+                            .clone()
+                            .unwrap_or_else(|| bench::default_out("browse")),
+                    };
+                    bench::browse(plan, target.target).await
                 }
             },
             Command::Analytics { command, url } => match command {
