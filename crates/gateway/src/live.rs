@@ -2,7 +2,7 @@
 //!
 //! Each gateway process reads `order.events` in a consumer group of its own
 //! (every replica must see every order's events), starting at the topics'
-//! ends, and announces each order id that moved on a broadcast channel.
+//! ends, and wakes the streams watching each order that moved.
 //! `GET /api/v1/orders/{id}/stream` then sends the order as JSON when the
 //! stream opens and again each time the order changes. The event only says
 //! *that* something happened: the order itself is read from the orders
@@ -10,8 +10,9 @@
 //! what `GET /api/v1/orders/{id}` would. A slow re-read every few seconds
 //! covers an announcement lost to a lagging receiver or a bus hiccup.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Extension;
@@ -24,7 +25,7 @@ use kit::SharedBus;
 use kit::http::RequestContext;
 use kit::outbox::{Backoff, sleep_or_cancel};
 use kit::problem::Problem;
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
@@ -33,29 +34,71 @@ use crate::api::orders::{grpc_caller, order_body};
 use crate::auth::Caller;
 use crate::upstream::{answer, request};
 
-/// How many announcements a slow stream may fall behind before it skips
-/// to a re-read.
-const CAPACITY: usize = 4096;
 /// The re-read that covers a lost announcement.
-const RESYNC: Duration = Duration::from_secs(5);
+const RESYNC: Duration = Duration::from_secs(10);
+/// How often an idle stream writes a keep-alive comment. Writing is also
+/// how a stream notices its client has gone, so this bounds how long a
+/// closed stream lingers.
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
-/// Order ids that just moved, for every open stream.
-#[derive(Clone)]
+/// Watchers per order id: an announcement wakes only the streams of the
+/// order that moved, not every open stream.
+#[derive(Clone, Default)]
 pub struct OrderChanges {
-    sender: broadcast::Sender<Arc<str>>,
+    watchers: Arc<Mutex<HashMap<String, Watched>>>,
 }
 
-impl Default for OrderChanges {
-    fn default() -> Self {
-        OrderChanges {
-            sender: broadcast::channel(CAPACITY).0,
+/// An order's change counter and how many streams watch it.
+type Watched = (watch::Sender<u64>, usize);
+
+/// A stream's registration; dropping it unregisters.
+pub struct Watching {
+    changes: OrderChanges,
+    order_id: String,
+    receiver: watch::Receiver<u64>,
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        if let Ok(mut watchers) = self.changes.watchers.lock()
+            && let Some((_, count)) = watchers.get_mut(&self.order_id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                watchers.remove(&self.order_id);
+            }
         }
     }
 }
 
 impl OrderChanges {
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
-        self.sender.subscribe()
+    /// Starts watching `order_id`.
+    pub fn watch(&self, order_id: &str) -> Watching {
+        let receiver = match self.watchers.lock() {
+            Ok(mut watchers) => {
+                let entry = watchers
+                    .entry(order_id.to_owned())
+                    .or_insert_with(|| (watch::channel(0).0, 0));
+                entry.1 += 1;
+                entry.0.subscribe()
+            }
+            // A poisoned map: the stream still works on its re-reads.
+            Err(_) => watch::channel(0).1,
+        };
+        Watching {
+            changes: self.clone(),
+            order_id: order_id.to_owned(),
+            receiver,
+        }
+    }
+
+    /// Wakes the streams watching `order_id`, if any.
+    fn announce(&self, order_id: &str) {
+        if let Ok(watchers) = self.watchers.lock()
+            && let Some((sender, _)) = watchers.get(order_id)
+        {
+            sender.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// Reads `order.events` from their current ends until shutdown,
@@ -117,8 +160,7 @@ impl OrderChanges {
             };
             match next {
                 Some(Ok(delivery)) if !delivery.key.is_empty() => {
-                    // No receiver is fine: nobody is watching.
-                    let _ = self.sender.send(Arc::from(delivery.key.as_str()));
+                    self.announce(&delivery.key);
                 }
                 None | Some(Ok(_)) => {}
                 Some(Err(error)) => {
@@ -176,7 +218,7 @@ pub async fn order_stream(
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     // Listen before the first read, so no change falls in between.
-    let changes = state.order_changes.subscribe();
+    let changes = state.order_changes.watch(&id);
     let first = read_order(&state, &context, &caller, &id).await?;
     let seen = (first.status.clone(), first.updated_at_millis);
     struct Watch {
@@ -184,7 +226,7 @@ pub async fn order_stream(
         context: RequestContext,
         caller: Caller,
         id: String,
-        changes: broadcast::Receiver<Arc<str>>,
+        changes: Watching,
         seen: (String, i64),
         first: Option<pb::Order>,
     }
@@ -202,17 +244,13 @@ pub async fn order_stream(
             return Some((Ok(order_event(first)), watch));
         }
         loop {
-            let moved = tokio::select! {
-                change = watch.changes.recv() => match change {
-                    Ok(order_id) => *order_id == *watch.id,
-                    // Fell behind: re-read to be sure.
-                    Err(broadcast::error::RecvError::Lagged(_)) => true,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                () = tokio::time::sleep(RESYNC) => true,
-            };
-            if !moved {
-                continue;
+            tokio::select! {
+                changed = watch.changes.receiver.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                }
+                () = tokio::time::sleep(RESYNC) => {}
             }
             let Ok(order) =
                 read_order(&watch.state, &watch.context, &watch.caller, &watch.id).await
@@ -226,5 +264,5 @@ pub async fn order_stream(
             }
         }
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

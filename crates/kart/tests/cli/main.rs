@@ -813,3 +813,67 @@ async fn kart_dlq_lists_and_replays_dead_letters_and_analytics_rebuilds() {
     assert_one_line_error(&stderr, &["notifications", "does not answer"]);
     system.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kart_bench_checkout_and_browse_report_and_check_the_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("checkout");
+    let output = kart()
+        .args([
+            "bench",
+            "checkout",
+            "--orders",
+            "40",
+            "--shoppers",
+            "4",
+            "--concurrency",
+            "4",
+            "--max-secs",
+            "120",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("settled orders/s"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["paid"], 40, "{report:#}");
+    assert_eq!(report["not_settled"], 0, "{report:#}");
+    assert_eq!(report["promises"]["terminal"], 40, "{report:#}");
+    assert_eq!(report["promises"]["stock_adds_up"], true, "{report:#}");
+    assert!(report["settle"]["p99_ms"].as_f64().unwrap() > 0.0);
+    assert!(report["cpu_seconds_per_1000"].as_f64().unwrap() > 0.0);
+    assert!(report["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    for file in ["report.md", "latency.svg", "timeline.svg"] {
+        let text = std::fs::read_to_string(out.join(file)).unwrap();
+        assert!(!text.is_empty(), "{file}");
+    }
+    assert!(
+        std::fs::read_to_string(out.join("latency.svg"))
+            .unwrap()
+            .starts_with("<svg")
+    );
+
+    let out = dir.path().join("browse");
+    let output = kart()
+        .args(["bench", "browse", "--requests", "300", "--concurrency", "8"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["settled"], 300, "{report:#}");
+    assert_eq!(report["errors"], serde_json::json!({}), "{report:#}");
+
+    let (status, stderr) =
+        run_to_failure(kart().args(["bench", "checkout", "--mode", "distributed"])).await;
+    assert!(!status.success());
+    assert_one_line_error(&stderr, &["--brokers"]);
+}
