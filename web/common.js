@@ -156,6 +156,25 @@ export function formError(form, error) {
   }
 }
 
+/** Says `text` to screen readers (the page's `#announcer` live region). */
+export function announce(text) {
+  const announcer = document.getElementById("announcer");
+  if (!announcer) return;
+  announcer.textContent = "";
+  setTimeout(() => (announcer.textContent = text), 50);
+}
+
+/** The page's heading, and the window title to match. */
+export function heading(text, site) {
+  document.title = `${text} · ${site}`;
+  return h("h1", {}, text);
+}
+
+/** A problem from the API, as an alert block. */
+export function problemNotice(error) {
+  return h("div", { class: "notice bad", role: "alert" }, explain(error));
+}
+
 /** A labelled input. */
 export function field(label, name, attributes = {}) {
   const id = `f-${name}-${Math.random().toString(36).slice(2, 7)}`;

@@ -3,10 +3,9 @@
 // topics and consumer lag, and the analytics charts. Drawn from the same
 // public API as everything else; admin routes refuse anyone else.
 
-import { api, badge, explain, field, formError, h, money, show, when } from "/static/common.js";
+import { announce, api, badge, explain, field, formError, h, heading, money, problemNotice, show, when } from "/static/common.js";
 
 const page = document.getElementById("page");
-const announcer = document.getElementById("announcer");
 let me = null;
 let leave = () => {};
 
@@ -20,24 +19,15 @@ const SECTIONS = [
   ["analytics", "Analytics"],
 ];
 
-function say(text) {
-  announcer.textContent = "";
-  setTimeout(() => (announcer.textContent = text), 50);
-}
+const say = announce;
 
 function go(path) {
   history.pushState(null, "", path);
   route();
 }
 
-function title(text) {
-  document.title = `${text} · Kart console`;
-  return h("h1", {}, text);
-}
-
-function failure(error) {
-  return h("div", { class: "notice bad", role: "alert" }, explain(error));
-}
+const title = (text) => heading(text, "Kart console");
+const failure = problemNotice;
 
 function table(headings, rows, caption) {
   return h("div", { class: "table-wrap" }, h("table", {},

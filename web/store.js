@@ -4,13 +4,14 @@
 // public API; the gateway serves the same shell for each address, so links
 // (and the order links in emails) work when opened directly.
 
-import { api, badge, explain, field, formError, h, money, newKey, show, when } from "/static/common.js";
+import { announce, api, badge, explain, field, formError, h, heading, money, newKey, problemNotice, show, when } from "/static/common.js";
 
 const main = document.getElementById("main");
-const announcer = document.getElementById("announcer");
 let me = null;
 /** Undoes what the current page set up (a live stream, timers). */
 let leave = () => {};
+/** The search waiting for the shopper to stop typing. */
+let typing;
 /** Moves on every navigation: a page whose answer arrives after the
  * shopper moved on (a slower search for fewer letters) draws nothing. */
 let generation = 0;
@@ -51,24 +52,17 @@ function drawCartLink() {
 
 // ---- plumbing -----------------------------------------------------------
 
-function say(text) {
-  announcer.textContent = "";
-  setTimeout(() => (announcer.textContent = text), 50);
-}
+const say = announce;
 
 function go(path) {
+  // A search still waiting to run must not take the shopper back.
+  clearTimeout(typing);
   history.pushState(null, "", path);
   route();
 }
 
-function title(text) {
-  document.title = `${text} · Kart`;
-  return h("h1", {}, text);
-}
-
-function failure(error) {
-  return h("div", { class: "notice bad", role: "alert" }, explain(error));
-}
+const title = (text) => heading(text, "Kart");
+const failure = problemNotice;
 
 async function loadMe() {
   try {
@@ -576,7 +570,6 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", route);
 
-let typing;
 document.getElementById("search").addEventListener("input", (event) => {
   clearTimeout(typing);
   typing = setTimeout(() => {

@@ -154,6 +154,7 @@ test("a shopper finds a mug by search, pays with a test card and sees PAID live"
   const page = await newPage();
   await page.goto(url);
   await page.locator("#search").pressSequentially("stonware mu", { delay: 40 });
+  await page.getByRole("heading", { name: "Results for “stonware mu”" }).waitFor();
   const card = page.getByRole("listitem").filter({ hasText: "Stoneware mug" });
   await card.waitFor();
   await screenshot(page, "storefront-search");

@@ -109,3 +109,69 @@ pub fn broker_has_known_defect(name: &str) -> bool {
         .split(',')
         .any(|d| d.trim() == name)
 }
+
+/// A real SMTP server (aiosmtpd, `testing/smtp_server.py`) in a child
+/// process, storing every message it accepts in `dir`. Its Python comes
+/// from `KART_TEST_PYTHON` (the test command's venv, which has aiosmtpd);
+/// it stops when dropped.
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    _process: tokio::process::Child,
+}
+
+impl SmtpServer {
+    pub async fn start(dir: &Path) -> SmtpServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let python = std::env::var("KART_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testing/smtp_server.py");
+        let mut process = tokio::process::Command::new(&python)
+            .arg(&script)
+            .arg(dir)
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        let stdout = process.stdout.take().expect("the server's output");
+        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+        let ready =
+            tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line()).await;
+        assert!(
+            matches!(ready, Ok(Ok(Some(ref line))) if line == "ready"),
+            "the SMTP server did not start ({python} needs aiosmtpd: scripts/test.sh installs it): {ready:?}"
+        );
+        SmtpServer {
+            port,
+            dir: dir.to_owned(),
+            _process: process,
+        }
+    }
+
+    /// From now on every message is answered with `reply` (e.g. `451 4.3.0 Try later`).
+    pub fn refuse(&self, reply: &str) {
+        std::fs::write(self.dir.join("refuse"), reply).expect("the refuse file");
+    }
+
+    /// Accepts messages again.
+    pub fn recover(&self) {
+        std::fs::remove_file(self.dir.join("refuse")).expect("the refuse file");
+    }
+
+    /// Every message accepted so far, as received, oldest first.
+    pub fn received(&self) -> Vec<String> {
+        let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(&self.dir)
+            .expect("the mail folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect()
+    }
+}

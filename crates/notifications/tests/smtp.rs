@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,83 +22,27 @@ use contracts::grpc::notifications::v1::notifications_client::NotificationsClien
 use kit::SharedBus;
 use kit::config::{DeliveryKind, Mode, Settings, SmtpTls};
 use kit::service::RunningService;
+use kit::testing::SmtpServer;
 use tokio_util::sync::CancellationToken;
 
-/// A real SMTP server in a child process, storing what it accepts in `dir`.
-struct SmtpServer {
-    port: u16,
-    dir: PathBuf,
-    _process: tokio::process::Child,
+/// Every message the server accepted, searchable (see [`unfold`]).
+fn arrived(smtp: &SmtpServer) -> Vec<String> {
+    smtp.received().iter().map(|m| unfold(m)).collect()
 }
 
-impl SmtpServer {
-    async fn start(dir: &Path) -> SmtpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let python = std::env::var("KART_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_server.py");
-        let mut process = tokio::process::Command::new(&python)
-            .arg(&script)
-            .arg(dir)
-            .arg(port.to_string())
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-        let stdout = process.stdout.take().unwrap();
-        let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+async fn received_until(smtp: &SmtpServer, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let received = arrived(smtp);
+        if received.len() >= count {
+            return received;
+        }
         assert!(
-            matches!(ready, Ok(Ok(Some(ref line))) if line == "ready"),
-            "the SMTP server did not start ({python} needs aiosmtpd: scripts/test.sh installs it): {ready:?}"
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} messages arrived",
+            received.len()
         );
-        SmtpServer {
-            port,
-            dir: dir.to_owned(),
-            _process: process,
-        }
-    }
-
-    /// From now on every message is answered with `reply`.
-    fn refuse(&self, reply: &str) {
-        std::fs::write(self.dir.join("refuse"), reply).unwrap();
-    }
-
-    fn recover(&self) {
-        std::fs::remove_file(self.dir.join("refuse")).unwrap();
-    }
-
-    /// Every message accepted so far, as received, oldest first.
-    fn received(&self) -> Vec<String> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|p| unfold(&std::fs::read_to_string(p).unwrap()))
-            .collect()
-    }
-
-    async fn received_until(&self, count: usize) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let received = self.received();
-            if received.len() >= count {
-                return received;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{} of {count} messages arrived",
-                received.len()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -292,11 +235,11 @@ async fn a_paid_order_is_confirmed_by_mail_once() {
     let harness = Harness::start(4).await;
     let (user_id, order_id) = harness.paid_order().await;
     // The welcome mail and the confirmation.
-    let received = harness.smtp.received_until(2).await;
+    let received = received_until(&harness.smtp, 2).await;
     let confirmation = harness.confirmation_until(&order_id, "sent").await;
     assert_eq!(confirmation.attempts, 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let received_later = harness.smtp.received();
+    let received_later = arrived(&harness.smtp);
     assert_eq!(received_later.len(), received.len(), "nothing more arrives");
     let confirmations = confirmations_of(&received_later, &order_id);
     assert_eq!(confirmations.len(), 1, "{received_later:#?}");
@@ -349,7 +292,7 @@ async fn a_server_that_refuses_then_recovers_gets_the_mail_by_retrying() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(pending.last_error.contains("451"), "{pending:?}");
-    assert!(harness.smtp.received().is_empty());
+    assert!(arrived(&harness.smtp).is_empty());
     let attempts = notifications::store::attempts(&db, &pending.id)
         .await
         .unwrap();
@@ -358,7 +301,7 @@ async fn a_server_that_refuses_then_recovers_gets_the_mail_by_retrying() {
     harness.smtp.recover();
     let sent = harness.confirmation_until(&order_id, "sent").await;
     assert!(sent.attempts > pending.attempts);
-    let received = harness.smtp.received_until(2).await;
+    let received = received_until(&harness.smtp, 2).await;
     assert_eq!(confirmations_of(&received, &order_id).len(), 1);
     let attempts = notifications::store::attempts(&db, &sent.id).await.unwrap();
     assert_eq!(attempts.last().unwrap().outcome, "sent");
@@ -455,7 +398,7 @@ async fn a_server_that_always_refuses_makes_a_dead_letter_that_replays_once() {
         .into_inner();
     assert_eq!(unknown.outcomes[0].outcome, "not_found");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let received = harness.smtp.received();
+    let received = arrived(&harness.smtp);
     assert_eq!(
         confirmations_of(&received, &order_id).len(),
         1,

@@ -24,32 +24,6 @@ fn workspace() -> &'static Path {
         .unwrap()
 }
 
-async fn start_smtp(dir: &Path) -> (u16, tokio::process::Child) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let python = std::env::var("KART_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = workspace().join("crates/notifications/tests/smtp_server.py");
-    let mut child = tokio::process::Command::new(&python)
-        .arg(script)
-        .arg(dir)
-        .arg(port.to_string())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
-    assert!(
-        matches!(ready, Ok(Ok(Some(ref l))) if l == "ready"),
-        "the SMTP server did not start ({python} needs aiosmtpd; scripts/test.sh installs it)"
-    );
-    (port, child)
-}
-
 async fn add_products(gateway: &str) {
     let client = reqwest::Client::new();
     let session: serde_json::Value = client
@@ -98,7 +72,7 @@ async fn the_storefront_and_console_work_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let mail = dir.path().join("mail");
     std::fs::create_dir(&mail).unwrap();
-    let (smtp_port, _smtp) = start_smtp(&mail).await;
+    let smtp = kit::testing::SmtpServer::start(&mail).await;
 
     let mut settings = Settings::defaults(Mode::Embedded);
     settings.data_dir = dir.path().to_owned();
@@ -117,7 +91,7 @@ async fn the_storefront_and_console_work_in_a_real_browser() {
     let notifications = &mut settings.notifications;
     notifications.delivery = DeliveryKind::Smtp;
     notifications.smtp.host = "127.0.0.1".into();
-    notifications.smtp.port = smtp_port;
+    notifications.smtp.port = smtp.port;
     notifications.smtp.tls = SmtpTls::None;
     notifications.max_attempts = 1;
     notifications.poll_ms = 50;
