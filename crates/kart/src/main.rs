@@ -4,6 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc rather than glibc's malloc: with a dozen threads allocating
+/// and freeing per request and per event, glibc's per-thread arenas kept
+/// the freed memory, and `kart up`'s RSS grew with every order while its
+/// live heap did not (BENCHMARKS.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match run(kart::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
