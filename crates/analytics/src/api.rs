@@ -2,6 +2,7 @@
 
 use contracts::grpc::analytics::v1 as pb;
 use kit::SharedBus;
+use kit::consumer::GroupPosition;
 use kit::db::Db;
 use kit::problem::{Problem, internal_status};
 use tonic::{Request, Response, Status};
@@ -110,11 +111,11 @@ impl AnalyticsApi {
 
     /// Records on the group's topics beyond the group's stored positions.
     pub async fn records_behind(&self) -> anyhow::Result<u64> {
-        let positions = kit::consumer::group_positions(&self.db, GROUP).await?;
+        let positions = kit::consumer::positions(&self.db, Some(GROUP)).await?;
         self.lag_after(&positions).await
     }
 
-    async fn lag_after(&self, positions: &[(String, i32, i64)]) -> anyhow::Result<u64> {
+    async fn lag_after(&self, positions: &[GroupPosition]) -> anyhow::Result<u64> {
         let described = self.bus.describe_topics().await?;
         let mut behind = 0_i64;
         for topic in described.iter().filter(|t| self.topics.contains(&t.name)) {
@@ -122,8 +123,8 @@ impl AnalyticsApi {
                 let partition = i32::try_from(partition).unwrap_or(0);
                 let read = positions
                     .iter()
-                    .find(|(t, p, _)| *t == topic.name && *p == partition)
-                    .map_or(0, |(_, _, next)| *next);
+                    .find(|p| p.topic == topic.name && p.partition == partition)
+                    .map_or(0, |p| p.next_offset);
                 behind += (end - read).max(0);
             }
         }

@@ -601,18 +601,34 @@ async fn group_epoch(db: &Db, group: &str) -> Result<i64, sqlx::Error> {
     Ok(epoch.unwrap_or(0))
 }
 
-/// Every stored position of `group`: (topic, partition, next offset).
-pub async fn group_positions(db: &Db, group: &str) -> Result<Vec<(String, i32, i64)>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT topic, partition_id, next_offset FROM kart_consumer_offsets
-         WHERE consumer_group = $1",
+/// Where a consumer group stands in one partition, as stored beside its effects.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupPosition {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// Every stored position in this database, of every group (or only of
+/// `group`), ordered by group, topic and partition.
+pub async fn positions(db: &Db, group: Option<&str>) -> Result<Vec<GroupPosition>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT consumer_group, topic, partition_id, next_offset FROM kart_consumer_offsets
+         WHERE $1 = '' OR consumer_group = $1
+         ORDER BY consumer_group, topic, partition_id",
     )
-    .bind(group)
+    .bind(group.unwrap_or_default())
     .fetch_all(db.pool())
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(topic, partition, next)| (topic, i32::try_from(partition).unwrap_or(0), next))
+        .map(|(group, topic, partition, next_offset)| GroupPosition {
+            group,
+            topic,
+            partition: i32::try_from(partition).unwrap_or(0),
+            next_offset,
+        })
         .collect())
 }
 

@@ -159,25 +159,8 @@ async fn consumer_positions(State(readiness): State<Readiness>) -> Response {
     let Some(db) = &readiness.db else {
         return axum::Json(json!({ "positions": [] })).into_response();
     };
-    let rows: Result<Vec<(String, String, i64, i64)>, sqlx::Error> = sqlx::query_as(
-        "SELECT consumer_group, topic, partition_id, next_offset FROM kart_consumer_offsets
-         ORDER BY consumer_group, topic, partition_id",
-    )
-    .fetch_all(db.pool())
-    .await;
-    match rows {
-        Ok(rows) => axum::Json(json!({
-            "positions": rows
-                .into_iter()
-                .map(|(group, topic, partition, next_offset)| json!({
-                    "group": group,
-                    "topic": topic,
-                    "partition": partition,
-                    "next_offset": next_offset,
-                }))
-                .collect::<Vec<_>>()
-        }))
-        .into_response(),
+    match crate::consumer::positions(db, None).await {
+        Ok(positions) => axum::Json(json!({ "positions": positions })).into_response(),
         Err(error) => crate::problem::Problem::internal(&error).into_response(),
     }
 }

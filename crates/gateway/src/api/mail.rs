@@ -85,6 +85,12 @@ pub struct MessageList {
     pub messages: Vec<MessageBody>,
 }
 
+fn message_list(list: pb::ListMessagesResponse) -> MessageList {
+    MessageList {
+        messages: list.messages.into_iter().map(message_body).collect(),
+    }
+}
+
 fn limit(raw: &Option<String>) -> Result<u32, Problem> {
     match int_param("limit", raw)? {
         None => Ok(0),
@@ -122,9 +128,7 @@ pub async fn list_messages(
             .list_messages(request(&context, message))
             .await,
     )?;
-    Ok(axum::Json(MessageList {
-        messages: list.messages.into_iter().map(message_body).collect(),
-    }))
+    Ok(axum::Json(message_list(list)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -228,9 +232,7 @@ pub async fn list_dead_letters(
             .list_dead_letters(request(&context, message))
             .await,
     )?;
-    Ok(axum::Json(MessageList {
-        messages: list.messages.into_iter().map(message_body).collect(),
-    }))
+    Ok(axum::Json(message_list(list)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
