@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::grpc::analytics::v1::analytics_server::AnalyticsServer;
 use contracts::topics;
-use kit::consumer::{ConsumerSpec, RetryPolicy};
+use kit::consumer::{ConsumerSpec, DEFAULT_MAX_BATCH, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts, Worker};
 
@@ -73,6 +73,7 @@ impl Service for Analytics {
                 dead_letter_topic: topics::dead_letter_topic("analytics"),
                 handler: Arc::new(facts::Facts),
                 retry: RetryPolicy::default(),
+                max_batch: DEFAULT_MAX_BATCH,
             }],
             workers: vec![Worker::new(
                 "gauges",

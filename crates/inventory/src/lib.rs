@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use contracts::grpc::inventory::v1::inventory_server::InventoryServer;
 use contracts::topics;
-use kit::consumer::{ConsumerSpec, RetryPolicy};
+use kit::consumer::{ConsumerSpec, DEFAULT_MAX_BATCH, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts, Worker};
 
@@ -73,6 +73,7 @@ impl Service for Inventory {
                 dead_letter_topic: topics::dead_letter_topic("inventory"),
                 handler: Arc::new(events::OrderEvents { reservation_ttl_ms }),
                 retry: RetryPolicy::default(),
+                max_batch: DEFAULT_MAX_BATCH,
             }],
             workers: vec![Worker::new(
                 "reservation-expiry",

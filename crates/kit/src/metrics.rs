@@ -45,6 +45,11 @@ pub struct ConsumerLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
 #[derive(Clone)]
 pub struct HttpMetrics {
     pub requests: Family<HttpLabels, Counter>,
@@ -57,6 +62,13 @@ pub struct EventMetrics {
     pub published: Family<TopicLabels, Counter>,
     /// Events consumed, by outcome: `processed`, `duplicate`, `retried`, `dead_lettered`.
     pub consumed: Family<ConsumerLabels, Counter>,
+    /// Events applied per consumer transaction: near 1 when idle, larger
+    /// under load, when a consumer applies what has piled up at once.
+    pub batch_size: Family<GroupLabels, Histogram>,
+}
+
+fn batch_histogram() -> Histogram {
+    Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0])
 }
 
 fn latency_histogram() -> Histogram {
@@ -89,6 +101,7 @@ impl Metrics {
         let events = EventMetrics {
             published: Family::default(),
             consumed: Family::default(),
+            batch_size: Family::new_with_constructor(batch_histogram),
         };
         registry.register(
             "events_published",
@@ -99,6 +112,11 @@ impl Metrics {
             "events_consumed",
             "Events consumed, by outcome",
             events.consumed.clone(),
+        );
+        registry.register(
+            "consumer_batch_size",
+            "Events applied per consumer transaction",
+            events.batch_size.clone(),
         );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),

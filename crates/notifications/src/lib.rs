@@ -20,7 +20,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use contracts::grpc::notifications::v1::notifications_server::NotificationsServer;
 use contracts::topics;
-use kit::consumer::{ConsumerSpec, RetryPolicy};
+use kit::consumer::{ConsumerSpec, DEFAULT_MAX_BATCH, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts, Worker};
 use prometheus_client::metrics::family::Family;
@@ -105,6 +105,7 @@ impl Service for Notifications {
                     max_attempts: settings.max_attempts,
                 }),
                 retry: RetryPolicy::default(),
+                max_batch: DEFAULT_MAX_BATCH,
             }],
             workers: vec![Worker::new("sender", sender.run(context.shutdown.clone()))],
             ..ServiceParts::default()

@@ -23,7 +23,7 @@ use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use contracts::grpc::orders::v1::orders_server::OrdersServer;
 use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use contracts::topics;
-use kit::consumer::{ConsumerSpec, RetryPolicy};
+use kit::consumer::{ConsumerSpec, DEFAULT_MAX_BATCH, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts, Worker};
 
@@ -95,6 +95,7 @@ impl Service for Orders {
                 dead_letter_topic: topics::dead_letter_topic("orders"),
                 handler: Arc::new(events::SagaEvents),
                 retry: RetryPolicy::default(),
+                max_batch: DEFAULT_MAX_BATCH,
             }],
             workers: vec![Worker::new(
                 "stuck-orders",

@@ -24,7 +24,7 @@ use contracts::grpc::payments::v1::payments_server::PaymentsServer;
 use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use contracts::topics;
 use kit::config::ProviderKind;
-use kit::consumer::{ConsumerSpec, RetryPolicy};
+use kit::consumer::{ConsumerSpec, DEFAULT_MAX_BATCH, RetryPolicy};
 use kit::migrate::Migration;
 use kit::{Service, ServiceContext, ServiceParts};
 
@@ -99,6 +99,13 @@ impl Service for Payments {
                 db.clone(),
             )?),
         };
+        // Charging waits on the provider inside the consumer's transaction
+        // (see `charges`); batching calls that wait on a network would hold
+        // the database for all of them, so only an instant provider batches.
+        let max_batch = match payments.provider {
+            ProviderKind::Simulated if payments.simulated.latency_ms == 0 => DEFAULT_MAX_BATCH,
+            _ => 1,
+        };
         let users = contracts::grpc::lazy_channel(
             &self.users_url,
             Duration::from_secs(10),
@@ -123,6 +130,7 @@ impl Service for Payments {
                     public_url: context.settings.public_url.clone(),
                 }),
                 retry: RetryPolicy::default(),
+                max_batch,
             }],
             ..ServiceParts::default()
         })

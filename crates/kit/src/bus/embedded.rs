@@ -30,6 +30,10 @@ use super::{
     partition_for,
 };
 
+/// Most rows per INSERT when appending, a power of two (7 parameters each,
+/// far below SQLite's limit of 32,766).
+const MAX_ROWS_PER_INSERT: usize = 128;
+
 /// How many records one read pulls from a partition.
 const FETCH_BATCH: i64 = 256;
 
@@ -227,7 +231,8 @@ impl Inner {
                 .collect()
         };
         let now = crate::db::now_millis();
-        let mut tx = self.pool.begin().await.map_err(other)?;
+        // Each record's place in the log, decided before writing.
+        let mut placed = Vec::with_capacity(records.len());
         for record in records {
             let Some(topic_ends) = ends.get_mut(&record.topic) else {
                 return Err(BusError::Publish {
@@ -243,24 +248,51 @@ impl Inner {
             let offset = *slot;
             *slot += 1;
             let headers = serde_json::to_string(&record.headers).map_err(other)?;
-            sqlx::query(
+            placed.push((record, partition, offset, headers));
+        }
+        let mut tx = self.pool.begin().await.map_err(other)?;
+        // Many rows per statement: a statement is a round trip to SQLite's
+        // worker thread, and a relay batch can hold hundreds of records.
+        // Chunks are powers of two, so a few statement texts cover every
+        // batch and stay in the connection's prepared-statement cache.
+        let mut rest = placed.as_slice();
+        while !rest.is_empty() {
+            let size = if rest.len() >= MAX_ROWS_PER_INSERT {
+                MAX_ROWS_PER_INSERT
+            } else {
+                // The largest power of two that fits.
+                1 << rest.len().ilog2()
+            };
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
+            let values: Vec<&str> = chunk.iter().map(|_| "(?, ?, ?, ?, ?, ?, ?)").collect();
+            let sql = format!(
                 "INSERT INTO records
                  (topic, partition_id, record_offset, record_key, headers, payload, written_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&record.topic)
-            .bind(partition)
-            .bind(offset)
-            .bind(&record.key)
-            .bind(headers)
-            .bind(&record.payload)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| BusError::Publish {
-                topic: record.topic.clone(),
-                reason: e.to_string(),
-            })?;
+                 VALUES {}",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for (record, partition, offset, headers) in chunk {
+                query = query
+                    .bind(&record.topic)
+                    .bind(*partition)
+                    .bind(*offset)
+                    .bind(&record.key)
+                    .bind(headers)
+                    .bind(&record.payload)
+                    .bind(now);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| BusError::Publish {
+                    topic: chunk
+                        .first()
+                        .map(|(record, ..)| record.topic.clone())
+                        .unwrap_or_default(),
+                    reason: e.to_string(),
+                })?;
         }
         tx.commit().await.map_err(other)?;
         if let Ok(mut topics) = self.topics.lock() {
@@ -441,6 +473,21 @@ impl EmbeddedSubscription {
         Ok(())
     }
 
+    /// The next buffered record still wanted, moving its partition on.
+    fn pop_buffered(&mut self) -> Option<Delivery> {
+        while let Some(delivery) = self.buffer.pop_front() {
+            let key = (delivery.topic.clone(), delivery.partition);
+            if let Some(position) = self.positions.get_mut(&key)
+                && *position == delivery.offset
+            {
+                *position += 1;
+                return Some(delivery);
+            }
+            // Stale: the partition was sought elsewhere since the read.
+        }
+        None
+    }
+
     /// Reads the next batch of every assigned partition that has records
     /// past its position, interleaving partitions.
     async fn fill(&mut self) -> Result<(), BusError> {
@@ -506,15 +553,8 @@ impl Subscription for EmbeddedSubscription {
                 self.rebalance().await?;
                 self.assigned_at_membership = membership;
             }
-            while let Some(delivery) = self.buffer.pop_front() {
-                let key = (delivery.topic.clone(), delivery.partition);
-                if let Some(position) = self.positions.get_mut(&key)
-                    && *position == delivery.offset
-                {
-                    *position += 1;
-                    return Ok(delivery);
-                }
-                // Stale: the partition was sought elsewhere since the read.
+            if let Some(delivery) = self.pop_buffered() {
+                return Ok(delivery);
             }
             // Mark what we have seen before reading, so a publish that lands
             // after the read still wakes us.
@@ -528,6 +568,14 @@ impl Subscription for EmbeddedSubscription {
                 changed = self.membership.changed() => changed.map_err(other)?,
             }
         }
+    }
+
+    /// Only what the last read brought: never reads the log here.
+    fn next_ready(&mut self) -> Option<Result<Delivery, BusError>> {
+        if *self.membership.borrow() != self.assigned_at_membership {
+            return None;
+        }
+        self.pop_buffered().map(Ok)
     }
 
     async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError> {

@@ -125,6 +125,16 @@ pub trait Subscription: Send {
     /// one. Cancel-safe: dropping the future loses no record.
     async fn next(&mut self) -> Result<Delivery, BusError>;
 
+    /// A record that is already here, without waiting: what a consumer adds
+    /// to a batch after [`Subscription::next`] returned. `None` when the
+    /// next record would need a wait (or a rebalance is due).
+    fn next_ready(&mut self) -> Option<Result<Delivery, BusError>> {
+        use futures_util::FutureExt;
+        // `next` is cancel-safe, so a read that is not ready at once is
+        // dropped without losing a record.
+        self.next().now_or_never()
+    }
+
     /// Repositions a partition: its next delivery is the record at `offset`.
     async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), BusError>;
 

@@ -6,6 +6,7 @@
 //!   even when it crashes mid-batch and restarts;
 //! - a consumer that keeps failing dead-letters the event, with the error;
 //! - a redelivered event has no second effect;
+//! - a backlog is applied many events per transaction, still in key order;
 //! - consumers in one group share partitions and resume from their stored
 //!   positions after a restart.
 //!
@@ -198,6 +199,7 @@ async fn a_consumer_that_keeps_failing_dead_letters_the_event_with_the_error(
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
         },
+        max_batch: kit::consumer::DEFAULT_MAX_BATCH,
     };
     let consumer = h.start_consumer_spec(spec);
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -280,6 +282,39 @@ async fn a_redelivered_event_has_no_second_effect(db: DbChoice, bus: BusChoice) 
     .await;
     assert_eq!(h.effects_for("g").await.len(), 2);
     consumer.stop().await;
+}
+
+async fn a_backlog_is_applied_in_batches_in_key_order(db: DbChoice, bus: BusChoice) {
+    let h = Harness::new(db, bus).await;
+    let topic = kit::testing::unique("backlog");
+    let keys = ["a", "b", "c"];
+    let records: Vec<Record> = (0..100)
+        .flat_map(|seq| keys.map(|key| event(key, seq).to_record(&topic)))
+        .collect();
+    h.bus.publish(&records).await.unwrap();
+
+    let consumer = h.start_consumer("g", &topic, "member-1", support::Behaviour::Succeed);
+    eventually("the backlog to be applied", || async {
+        h.effects_for("g").await.len() == 300
+    })
+    .await;
+    consumer.stop().await;
+
+    let effects = h.effects_for("g").await;
+    for key in keys {
+        let seqs: Vec<u32> = effects
+            .iter()
+            .filter(|e| e.key == key)
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, (0..100).collect::<Vec<_>>(), "key {key} in order");
+    }
+    let (transactions, applied) = h.batches_seen("g");
+    assert_eq!(applied, 300, "every event counted in a batch once");
+    assert!(
+        transactions < 300 / 4,
+        "a backlog is applied many events per transaction: {transactions} transactions"
+    );
 }
 
 async fn consumers_in_one_group_share_partitions_and_resume_after_a_restart(
@@ -413,5 +448,6 @@ on_every_backend!(
     the_relay_delivers_every_event_once_in_key_order_across_crashes,
     a_consumer_that_keeps_failing_dead_letters_the_event_with_the_error,
     a_redelivered_event_has_no_second_effect,
+    a_backlog_is_applied_in_batches_in_key_order,
     consumers_in_one_group_share_partitions_and_resume_after_a_restart,
 );

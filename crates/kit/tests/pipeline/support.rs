@@ -175,6 +175,7 @@ impl Harness {
                 initial_backoff: Duration::from_millis(5),
                 max_backoff: Duration::from_millis(20),
             },
+            max_batch: kit::consumer::DEFAULT_MAX_BATCH,
         })
     }
 
@@ -220,6 +221,25 @@ impl Harness {
             .filter(|l| l.contains(&wanted) && l.contains("outcome=\"duplicate\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum()
+    }
+
+    /// Transactions the group committed and events they applied, from the
+    /// batch-size histogram on /metrics.
+    pub fn batches_seen(&self, group: &str) -> (u64, u64) {
+        let wanted = format!("group=\"{group}\"");
+        let read = |name: &str| -> u64 {
+            self.metrics
+                .encode()
+                .lines()
+                .filter(|l| l.starts_with(name) && l.contains(&wanted))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .map(|v| v as u64)
+                .sum()
+        };
+        (
+            read("kart_consumer_batch_size_count"),
+            read("kart_consumer_batch_size_sum"),
+        )
     }
 
     pub fn handler_calls(&self) -> u64 {
