@@ -10,6 +10,11 @@
 //! writer anyway, and one connection means a transaction never fails with
 //! `SQLITE_BUSY` while upgrading its lock. So on SQLite never hold a
 //! transaction open while waiting on the network.
+//!
+//! Reads that need no transaction go to [`Db::reader`]: on SQLite a few
+//! more connections that can only read, which WAL lets run beside the
+//! writer, so a page view never queues behind a consumer's batch; on
+//! PostgreSQL the same pool (it has many connections already).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -24,6 +29,10 @@ use crate::config::DatabaseSettings;
 
 pub use sqlx::Any;
 
+/// Read-only SQLite connections per database: enough to keep both cores
+/// busy with reads while the writer works.
+const SQLITE_READERS: u32 = 4;
+
 /// A transaction on either database.
 pub type Tx = sqlx::Transaction<'static, Any>;
 
@@ -37,6 +46,8 @@ pub enum DbKind {
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// Read-only connections (SQLite), or `pool` again (PostgreSQL).
+    reader: AnyPool,
     kind: DbKind,
     /// The URL with any password masked, for messages.
     display_url: String,
@@ -134,21 +145,46 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|source| DbError::Connect {
                 url: display_url.clone(),
                 source,
             })?;
+        let reader = match kind {
+            // Opened on first use, after the writer has created the file and
+            // run the migrations.
+            DbKind::Sqlite => AnyPoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .acquire_timeout(timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
+                            .await?;
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(options),
+            DbKind::Postgres => pool.clone(),
+        };
         Ok(Db {
             pool,
+            reader,
             kind,
             display_url,
         })
     }
 
+    /// The pool for transactions and writes.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for reads outside a transaction: they see everything
+    /// committed before they start, and on SQLite they do not wait for the
+    /// writer. Never write through it (SQLite refuses: `query_only`).
+    pub fn reader(&self) -> &AnyPool {
+        &self.reader
     }
 
     pub fn kind(&self) -> DbKind {
@@ -170,6 +206,7 @@ impl Db {
     }
 
     pub async fn close(&self) {
+        self.reader.close().await;
         self.pool.close().await;
     }
 }

@@ -174,7 +174,7 @@ fn key_reused() -> Status {
 impl OrdersApi {
     /// The order the caller made with this key, if the request matches it.
     async fn replay(&self, user_id: &str, key: &str, hash: &str) -> Result<Option<Order>, Status> {
-        let mut conn = self.db.pool().acquire().await.map_err(internal_status)?;
+        let mut conn = self.db.reader().acquire().await.map_err(internal_status)?;
         match store::by_key(&mut conn, user_id, key)
             .await
             .map_err(internal_status)?
@@ -284,7 +284,7 @@ impl OrdersApi {
     }
 
     async fn read(&self, caller: &pb::Caller, order_id: &str) -> Result<Order, Status> {
-        let mut conn = self.db.pool().acquire().await.map_err(internal_status)?;
+        let mut conn = self.db.reader().acquire().await.map_err(internal_status)?;
         match store::by_id(&mut conn, order_id)
             .await
             .map_err(internal_status)?
@@ -304,9 +304,10 @@ impl OrdersApi {
     ) -> Result<Order, Status> {
         self.read(caller, order_id).await?;
         let mut tx = self.db.begin().await.map_err(internal_status)?;
-        let order = saga::advance(&mut tx, order_id, cause, "", Some(trace))
+        saga::advance(&mut tx, order_id, cause, "", Some(trace))
             .await
             .map_err(saga_error)?;
+        let order = saga::load(&mut tx, order_id).await.map_err(saga_error)?;
         tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();
         Ok(order)
@@ -497,7 +498,7 @@ impl pb::orders_server::Orders for OrdersApi {
             after,
             limit: limit + 1,
         };
-        let mut conn = self.db.pool().acquire().await.map_err(internal_status)?;
+        let mut conn = self.db.reader().acquire().await.map_err(internal_status)?;
         let mut orders = store::list(&mut conn, &filter)
             .await
             .map_err(internal_status)?;
@@ -569,7 +570,7 @@ impl pb::orders_server::Orders for OrdersApi {
         }
         self.read(&caller, &input.order_id).await?;
         let mut tx = self.db.begin().await.map_err(internal_status)?;
-        let order = saga::load(&mut tx, &input.order_id)
+        let order = saga::head(&mut tx, &input.order_id)
             .await
             .map_err(saga_error)?;
         if !order.status.is_paid() {

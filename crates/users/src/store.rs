@@ -92,7 +92,7 @@ pub async fn account_by_email(
         "SELECT {ACCOUNT_COLUMNS}, password_hash FROM users WHERE email = $1"
     ))
     .bind(email.as_str())
-    .fetch_optional(db.pool())
+    .fetch_optional(db.reader())
     .await?;
     row.map(|row| Ok((account(&row)?, row.try_get("password_hash")?)))
         .transpose()
@@ -271,7 +271,7 @@ pub async fn payment_methods_of(db: &Db, user_id: &str) -> Result<Vec<PaymentMet
          ORDER BY is_default DESC, created_at DESC, id DESC"
     ))
     .bind(user_id)
-    .fetch_all(db.pool())
+    .fetch_all(db.reader())
     .await?;
     rows.iter().map(payment_method).collect()
 }
@@ -287,7 +287,7 @@ pub async fn payment_method_of(
     ))
     .bind(id)
     .bind(user_id)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.reader())
     .await?;
     row.map(|row| payment_method(&row)).transpose()
 }
