@@ -27,10 +27,7 @@ fn reject(error: impl std::fmt::Display) -> HandlerError {
 /// logged and the event counts as handled. Losing a race to another writer
 /// is retried; an event for an order this service never had is a dead
 /// letter, for a person to look at.
-fn settle(
-    event: &CloudEvent,
-    outcome: Result<store::Order, SagaError>,
-) -> Result<(), HandlerError> {
+fn settle(event: &CloudEvent, outcome: Result<(), SagaError>) -> Result<(), HandlerError> {
     match outcome {
         Ok(_) => Ok(()),
         Err(SagaError::Refused(refusal)) => {

@@ -61,8 +61,16 @@ pub fn payment_choice(order: &Order) -> PaymentChoiceV1 {
 /// [`Order::payment_kind`] of an order paid on the hosted checkout.
 pub const CHECKOUT: &str = "checkout";
 
+/// The whole order: lines and history too.
 pub async fn load(tx: &mut Tx, order_id: &str) -> Result<Order, SagaError> {
     store::by_id(tx, order_id)
+        .await?
+        .ok_or_else(|| SagaError::NoSuchOrder(order_id.to_owned()))
+}
+
+/// The order without lines and history: enough for every decision here.
+pub async fn head(tx: &mut Tx, order_id: &str) -> Result<Order, SagaError> {
+    store::head_by_id(tx, order_id)
         .await?
         .ok_or_else(|| SagaError::NoSuchOrder(order_id.to_owned()))
 }
@@ -76,16 +84,15 @@ async fn emit<E: Event>(
     Ok(())
 }
 
-/// Applies `cause` to the order and writes what follows from it. Returns
-/// the order as it now is.
+/// Applies `cause` to the order and writes what follows from it.
 pub async fn advance(
     tx: &mut Tx,
     order_id: &str,
     cause: Cause,
     detail: &str,
     trace: Option<TraceParent>,
-) -> Result<Order, SagaError> {
-    let order = load(tx, order_id).await?;
+) -> Result<(), SagaError> {
+    let order = head(tx, order_id).await?;
     let next = order.status.apply(&cause).map_err(SagaError::Refused)?;
     let now = now_millis();
     let failure_code = (next == Status::Failed).then(|| cause.code());
@@ -169,7 +176,7 @@ pub async fn advance(
         }
         Status::Pending => {}
     }
-    load(tx, order_id).await
+    Ok(())
 }
 
 /// Asks the payment service to give back `amount_minor` of what the order
@@ -212,13 +219,13 @@ pub async fn payment_captured(
     order_id: &str,
     amount_minor: i64,
     trace: Option<TraceParent>,
-) -> Result<Order, SagaError> {
-    let order = load(tx, order_id).await?;
+) -> Result<(), SagaError> {
+    let order = head(tx, order_id).await?;
     store::add_money(tx, order_id, amount_minor, 0, 0, now_millis()).await?;
     if order.status == Status::Reserved {
         return advance(tx, order_id, Cause::PaymentCaptured, "", trace).await;
     }
-    let order = load(tx, order_id).await?;
+    let order = head(tx, order_id).await?;
     if matches!(order.status, Status::Cancelled | Status::Failed) {
         request_refund(
             tx,
@@ -231,7 +238,7 @@ pub async fn payment_captured(
     } else {
         store::note(tx, &order, "payment_captured", "", now_millis()).await?;
     }
-    load(tx, order_id).await
+    Ok(())
 }
 
 /// The payment service gave money back.
@@ -239,8 +246,8 @@ pub async fn refund_issued(
     tx: &mut Tx,
     order_id: &str,
     amount_minor: i64,
-) -> Result<Order, SagaError> {
-    let order = load(tx, order_id).await?;
+) -> Result<(), SagaError> {
+    let order = head(tx, order_id).await?;
     let now = now_millis();
     store::add_money(tx, order_id, 0, amount_minor, -amount_minor, now).await?;
     store::note(
@@ -251,5 +258,5 @@ pub async fn refund_issued(
         now,
     )
     .await?;
-    load(tx, order_id).await
+    Ok(())
 }
