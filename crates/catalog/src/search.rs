@@ -14,10 +14,13 @@
 //! the category or the description.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tantivy::collector::{Count, FacetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, TermQuery};
+use tantivy::query::{
+    AutomatonWeight, BooleanQuery, BoostQuery, DfaWrapper, EnableScoring, FuzzyTermQuery, Occur,
+    Query, TermQuery, Weight,
+};
 use tantivy::schema::{
     Facet, FacetOptions, Field, IndexRecordOption, STORED, STRING, Schema, TEXT, Value,
 };
@@ -156,49 +159,60 @@ impl SearchIndex {
             .collect()
     }
 
-    fn word_query(&self, word: &str, is_last: bool) -> Box<dyn Query> {
+    fn word_query(&self, word: &str, is_last: bool) -> Result<Box<dyn Query>, SearchError> {
         let weighted = [
             (self.fields.name, 3.0),
             (self.fields.sku, 2.0),
             (self.fields.category_words, 1.5),
             (self.fields.description, 1.0),
         ];
-        let chars = word.chars().count();
+        let distance = match word.chars().count() {
+            0..=3 => 0,
+            4..=7 => 1,
+            _ => 2,
+        };
+        // Building a Levenshtein automaton is most of a search's cost, and
+        // it depends only on the word: build each once, share it across
+        // the fields (and across the facet and hit passes).
+        let any_field = Term::from_field_text(self.fields.name, word);
+        let fuzzy = (distance > 0)
+            .then(|| FuzzyTermQuery::new(any_field.clone(), distance, true).automaton())
+            .transpose()?
+            .map(Arc::new);
+        let prefix = is_last
+            .then(|| FuzzyTermQuery::new_prefix(any_field, 0, true).automaton())
+            .transpose()?
+            .map(Arc::new);
         let mut options: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (field, weight) in weighted {
             let term = Term::from_field_text(field, word);
             options.push((
                 Occur::Should,
                 Box::new(BoostQuery::new(
-                    Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
                     weight * 2.0,
                 )),
             ));
-            let distance = match chars {
-                0..=3 => 0,
-                4..=7 => 1,
-                _ => 2,
-            };
-            if distance > 0 {
+            if let Some(automaton) = &fuzzy {
                 options.push((
                     Occur::Should,
                     Box::new(BoostQuery::new(
-                        Box::new(FuzzyTermQuery::new(term.clone(), distance, true)),
+                        Box::new(SharedAutomaton::new(field, automaton)),
                         weight * 0.5,
                     )),
                 ));
             }
-            if is_last {
+            if let Some(automaton) = &prefix {
                 options.push((
                     Occur::Should,
                     Box::new(BoostQuery::new(
-                        Box::new(FuzzyTermQuery::new_prefix(term, 0, true)),
+                        Box::new(SharedAutomaton::new(field, automaton)),
                         weight,
                     )),
                 ));
             }
         }
-        Box::new(BooleanQuery::new(options))
+        Ok(Box::new(BooleanQuery::new(options)))
     }
 
     /// Searches the products on sale. `category` narrows the hits (not the
@@ -214,43 +228,50 @@ impl SearchIndex {
             return Ok(SearchResult::default());
         }
         let last = words.len() - 1;
-        let matching: Vec<(Occur, Box<dyn Query>)> = words
+        let matching = words
             .iter()
             .enumerate()
-            .map(|(i, w)| (Occur::Must, self.word_query(w, i == last)))
-            .collect();
+            .map(|(i, w)| Ok((Occur::Must, self.word_query(w, i == last)?)))
+            .collect::<Result<Vec<(Occur, Box<dyn Query>)>, SearchError>>()?;
         let matching = BooleanQuery::new(matching);
         let searcher = self.reader.searcher();
 
         let mut facet_collector = FacetCollector::for_field("category");
         facet_collector.add_facet(Facet::root());
-        let facet_counts = searcher.search(&matching, &facet_collector)?;
+        let hits_collector = (TopDocs::with_limit(limit.max(1)).order_by_score(), Count);
+        // Facets count every match; hits only those in the chosen category.
+        // Without a category that is one pass over the index.
+        let (facet_counts, (top, total)) = match category {
+            None => {
+                let (facets, top, total) = searcher.search(
+                    &matching,
+                    &(facet_collector, hits_collector.0, hits_collector.1),
+                )?;
+                (facets, (top, total))
+            }
+            Some(category) => {
+                let facets = searcher.search(&matching, &facet_collector)?;
+                let filtered = BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(matching) as Box<dyn Query>),
+                    (
+                        Occur::Must,
+                        Box::new(TermQuery::new(
+                            Term::from_facet(
+                                self.fields.category,
+                                &Facet::from(&format!("/{category}")),
+                            ),
+                            IndexRecordOption::Basic,
+                        )),
+                    ),
+                ]);
+                (facets, searcher.search(&filtered, &hits_collector)?)
+            }
+        };
         let mut facets: Vec<(String, u64)> = facet_counts
             .get(Facet::root())
             .map(|(facet, count)| (facet.to_path().join("/"), count))
             .collect();
         facets.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-
-        let filtered: Box<dyn Query> = match category {
-            Some(category) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, Box::new(matching) as Box<dyn Query>),
-                (
-                    Occur::Must,
-                    Box::new(TermQuery::new(
-                        Term::from_facet(
-                            self.fields.category,
-                            &Facet::from(&format!("/{category}")),
-                        ),
-                        IndexRecordOption::Basic,
-                    )),
-                ),
-            ])),
-            None => Box::new(matching),
-        };
-        let (top, total) = searcher.search(
-            &filtered,
-            &(TopDocs::with_limit(limit.max(1)).order_by_score(), Count),
-        )?;
         let on_sale = self.on_sale.read().unwrap_or_else(|e| e.into_inner());
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -270,6 +291,40 @@ impl SearchIndex {
             facets,
             total: total as u64,
         })
+    }
+}
+
+/// Matches a field's terms with an automaton built elsewhere and shared, so
+/// that one word's automaton serves every field it is looked for in.
+#[derive(Clone)]
+struct SharedAutomaton {
+    field: Field,
+    automaton: Arc<DfaWrapper>,
+}
+
+impl SharedAutomaton {
+    fn new(field: Field, automaton: &Arc<DfaWrapper>) -> SharedAutomaton {
+        SharedAutomaton {
+            field,
+            automaton: Arc::clone(automaton),
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedAutomaton {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAutomaton")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query for SharedAutomaton {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+            self.field,
+            Arc::clone(&self.automaton),
+        )))
     }
 }
 
