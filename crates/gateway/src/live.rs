@@ -18,6 +18,8 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use contracts::Event as _;
+use contracts::events::OrderCreatedV1;
 use contracts::grpc::orders::v1 as pb;
 use contracts::topics;
 use futures_util::Stream;
@@ -159,7 +161,12 @@ impl OrderChanges {
                 () = tokio::time::sleep(Duration::from_millis(250)) => None,
             };
             match next {
-                Some(Ok(delivery)) if !delivery.key.is_empty() => {
+                // A stream opens on an order that exists: its creation is
+                // never news to it.
+                Some(Ok(delivery))
+                    if !delivery.key.is_empty()
+                        && delivery.header("ce_type") != Some(OrderCreatedV1::TYPE) =>
+                {
                     self.announce(&delivery.key);
                 }
                 None | Some(Ok(_)) => {}
