@@ -78,17 +78,32 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-async fn hash_password(password: Password) -> Result<String, Status> {
-    tokio::task::spawn_blocking(move || password.hash())
+/// Runs password hashing off the async threads, at most one hash per core
+/// at a time. An Argon2 hash takes 19 MiB and a core's worth of work, so
+/// more at once than there are cores only adds memory (a burst of sign-ups
+/// peaked at ~170 MB of hashes): the rest wait their turn here, holding no
+/// thread.
+async fn argon2_off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Status> {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _permit = permits.acquire().await.map_err(internal_status)?;
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(internal_status)?
+        .map_err(internal_status)
+}
+
+async fn hash_password(password: Password) -> Result<String, Status> {
+    argon2_off_thread(move || password.hash())
+        .await?
         .map_err(internal_status)
 }
 
 async fn check_password(password: String, hash: String) -> Result<bool, Status> {
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .map_err(internal_status)
+    argon2_off_thread(move || verify_password(&password, &hash)).await
 }
 
 impl UsersApi {
