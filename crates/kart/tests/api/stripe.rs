@@ -37,15 +37,34 @@ async fn order(app: &TestApp, shopper: &Session, body: Value) -> String {
 }
 
 /// The Checkout Session Kart opened for an order, once it has.
-async fn session_of(fake: &FakeStripe, order_id: &str) -> Value {
+/// The Checkout Session Kart opened for `order_id`, once a shopper can
+/// reach it: Kart's checkout page redirects to it. The fake shows a
+/// session the moment Kart asks for it, before Kart has recorded it; paying
+/// or expiring it then would race Kart's own commit, which real Stripe
+/// cannot do (the shopper only learns the session from Kart).
+async fn session_of(app: &TestApp, fake: &FakeStripe, shopper: &Session, order_id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     loop {
         if let Some(session) = fake.session_for_order(order_id) {
-            return session;
+            let page = no_redirects
+                .get(format!("{}/checkout/{order_id}", app.url))
+                .bearer_auth(&shopper.token)
+                .send()
+                .await
+                .unwrap();
+            if page.status() == StatusCode::SEE_OTHER
+                && page.headers()["location"] == session["url"].as_str().unwrap()
+            {
+                return session;
+            }
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no Checkout Session for {order_id}"
+            "no Checkout Session for {order_id} reachable through Kart"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -139,7 +158,7 @@ async fn scenario(storage: Storage) {
         json!({"lines": [{"sku": "STRIPE-1", "quantity": 1}], "checkout": true}),
     )
     .await;
-    let session = session_of(&fake, &checkout).await;
+    let session = session_of(&app, &fake, &shopper, &checkout).await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -188,7 +207,7 @@ async fn scenario(storage: Storage) {
         json!({"lines": [{"sku": "STRIPE-1", "quantity": 3}], "checkout": true}),
     )
     .await;
-    let session = session_of(&fake, &lost).await;
+    let session = session_of(&app, &fake, &shopper, &lost).await;
     let open = verify(&app, &shopper, &lost).await;
     assert_eq!(open["status"], "open");
     assert_eq!(open["pay_url"], session["url"]);
@@ -208,7 +227,7 @@ async fn scenario(storage: Storage) {
         json!({"lines": [{"sku": "STRIPE-1", "quantity": 4}], "checkout": true}),
     )
     .await;
-    let session = session_of(&fake, &abandoned).await;
+    let session = session_of(&app, &fake, &shopper, &abandoned).await;
     fake.expire_session(session["id"].as_str().unwrap())
         .await
         .unwrap();
