@@ -297,15 +297,7 @@ impl ConsumerRunner {
                 break;
             };
             for (delivery, outcome) in batch.iter().zip(outcomes) {
-                self.metrics
-                    .events
-                    .consumed
-                    .get_or_create(&ConsumerLabels {
-                        group: self.spec.group.clone(),
-                        topic: delivery.topic.clone(),
-                        outcome: outcome.label(),
-                    })
-                    .inc();
+                self.count(&delivery.topic, outcome.label());
                 let end = bus_positions
                     .entry((delivery.topic.clone(), delivery.partition))
                     .or_default();
@@ -489,6 +481,19 @@ impl ConsumerRunner {
         Ok(outcomes)
     }
 
+    /// Counts one event of `topic` in `kart_events_consumed_total` by outcome.
+    fn count(&self, topic: &str, outcome: &'static str) {
+        self.metrics
+            .events
+            .consumed
+            .get_or_create(&ConsumerLabels {
+                group: self.spec.group.clone(),
+                topic: topic.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
     /// A delivery parsed once, with the `consume` span its work is logged in.
     fn pending<'a>(&self, delivery: &'a Delivery) -> Pending<'a> {
         let event = CloudEvent::from_delivery(delivery);
@@ -630,15 +635,7 @@ impl ConsumerRunner {
                 || attempt >= self.spec.retry.max_attempts;
             if !last {
                 tracing::warn!(error = %failure, attempt, "handler failed; will retry");
-                self.metrics
-                    .events
-                    .consumed
-                    .get_or_create(&ConsumerLabels {
-                        group: self.spec.group.clone(),
-                        topic: delivery.topic.clone(),
-                        outcome: "retried",
-                    })
-                    .inc();
+                self.count(&delivery.topic, "retried");
                 sleep_or_cancel(backoff.next_delay(), shutdown).await;
                 if shutdown.is_cancelled() {
                     return None;
