@@ -12,12 +12,26 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    without_transparent_huge_pages();
     match run(kart::Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks the
+/// kernel for huge pages on its arenas, and a 2 MiB page counts fully
+/// against the RSS once any byte of it is touched: under load `kart up`
+/// showed 424 MB of its 510 MB RSS as huge pages, against 104 MB without
+/// them, at the same throughput (BENCHMARKS.md, "Memory"). Best effort: a
+/// kernel without the switch keeps its default.
+fn without_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        eprintln!("warning: transparent huge pages stay on: {error}");
     }
 }
 
