@@ -147,6 +147,18 @@ impl TestApp {
         self.call(Method::POST, path, token, Some(body)).await
     }
 
+    /// The Prometheus text a service at `service_url` shows on `/metrics`.
+    pub async fn metrics(&self, service_url: &str) -> String {
+        self.client
+            .get(format!("{service_url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A new customer, signed in.
     pub async fn customer(&self) -> Session {
         let email = format!("{}@example.com", kit::testing::unique("shopper"));

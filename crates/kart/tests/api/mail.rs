@@ -232,18 +232,10 @@ pub async fn a_run_of_orders_mails_and_counts_exactly_what_happened(app: &TestAp
     assert_eq!(created, 5, "the minutes add up to the total");
 
     // The same figures as Prometheus gauges on the analytics service.
-    let metrics_url = format!("{}/metrics", app.system().url("analytics").unwrap());
+    let analytics = app.system().url("analytics").unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let metrics = app
-            .client
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics(&analytics).await;
         let line = |name: &str, label: &str| {
             metrics
                 .lines()

@@ -98,15 +98,7 @@ async fn state(app: &TestApp, admin: &Session, shopper: &Session, sku: &str) -> 
 async fn duplicates_seen(app: &TestApp) -> u64 {
     let mut total = 0;
     for service in &app.system().services {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", service.url()))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics(&service.url()).await;
         total += metrics
             .lines()
             .filter(|l| l.starts_with("kart_events_consumed_total"))
