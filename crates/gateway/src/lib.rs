@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog_cache;
 pub mod checkout;
 pub mod docs;
 pub mod extract;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub gateway: GatewaySettings,
     /// Orders that just moved, for live status streams.
     pub order_changes: live::OrderChanges,
+    /// Public catalog answers already given.
+    pub catalog_cache: Arc<catalog_cache::CatalogCache>,
     /// The event bus, for the console's topic view.
     pub bus: kit::SharedBus,
     /// The services behind the gateway and a plain HTTP client to reach
@@ -92,6 +95,11 @@ impl Service for Gateway {
         let settings = &context.settings;
         let gateway = settings.gateway.clone();
         let order_changes = live::OrderChanges::default();
+        let catalog_cache = Arc::new(catalog_cache::CatalogCache::new(
+            Duration::from_millis(gateway.catalog_cache_ttl_ms),
+            gateway.catalog_cache_max_bytes,
+            &context.metrics,
+        ));
         let state = Arc::new(AppState {
             upstreams: Upstreams::connect(
                 &self.upstreams,
@@ -102,6 +110,7 @@ impl Service for Gateway {
             user_limit: RateLimiter::new(gateway.user_rate_per_sec, gateway.user_burst),
             gateway: gateway.clone(),
             order_changes: order_changes.clone(),
+            catalog_cache: Arc::clone(&catalog_cache),
             bus: Arc::clone(&context.bus),
             services: self.upstreams.clone(),
             http: reqwest::Client::builder()
@@ -167,10 +176,16 @@ impl Service for Gateway {
         Ok(ServiceParts {
             routes,
             cors: cors(&gateway)?,
-            workers: vec![kit::Worker::new(
-                "live-order-status",
-                order_changes.follow(Arc::clone(&context.bus), context.shutdown.clone()),
-            )],
+            workers: vec![
+                kit::Worker::new(
+                    "live-order-status",
+                    order_changes.follow(Arc::clone(&context.bus), context.shutdown.clone()),
+                ),
+                kit::Worker::new(
+                    "catalog-cache-invalidation",
+                    catalog_cache.follow(Arc::clone(&context.bus), context.shutdown.clone()),
+                ),
+            ],
             ..ServiceParts::default()
         })
     }
@@ -225,6 +240,31 @@ struct ServiceStatus {
 struct SystemStatus {
     ready: bool,
     services: Vec<ServiceStatus>,
+}
+
+/// Joins a consumer group of this process's own (a fresh id starting with
+/// `prefix`) on `topics`, retrying until it can; `None` on shutdown. For
+/// readers that every gateway replica must run on every event.
+async fn subscribe_in_own_group(
+    bus: &kit::SharedBus,
+    prefix: &str,
+    topics: &[String],
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<Box<dyn kit::bus::Subscription>> {
+    let group = kit::new_id(prefix);
+    let mut backoff = kit::outbox::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match bus.subscribe(&group, topics).await {
+            Ok(subscription) => return Some(subscription),
+            Err(error) => {
+                tracing::warn!(%error, group, "cannot subscribe to the bus; retrying");
+                kit::outbox::sleep_or_cancel(backoff.next_delay(), shutdown).await;
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Every upstream's readiness, asked in parallel.

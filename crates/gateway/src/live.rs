@@ -106,21 +106,13 @@ impl OrderChanges {
     /// Reads `order.events` from their current ends until shutdown,
     /// announcing each order that moved.
     pub async fn follow(self, bus: SharedBus, shutdown: CancellationToken) {
-        let group = kit::new_id("gateway-live");
         let wanted = [topics::ORDER_EVENTS.to_owned()];
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut subscription = loop {
-            match bus.subscribe(&group, &wanted).await {
-                Ok(subscription) => break subscription,
-                Err(error) => {
-                    tracing::warn!(%error, "live status cannot subscribe; retrying");
-                    sleep_or_cancel(backoff.next_delay(), &shutdown).await;
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                }
-            }
+        let Some(mut subscription) =
+            crate::subscribe_in_own_group(&bus, "gateway-live", &wanted, &shutdown).await
+        else {
+            return;
         };
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         // Partitions not yet moved to the end they had when we started:
         // history is not news.
         let mut generation = u64::MAX;

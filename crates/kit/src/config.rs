@@ -201,6 +201,12 @@ pub struct GatewaySettings {
     pub secure_cookies: bool,
     /// How long the gateway waits for a service behind it.
     pub upstream_timeout_secs: u64,
+    /// The longest the gateway serves a kept public catalog answer (lists,
+    /// searches, product pages) without asking the catalog again; product
+    /// changes drop kept answers sooner. 0 turns the cache off.
+    pub catalog_cache_ttl_ms: u64,
+    /// The most memory the kept catalog answers may take.
+    pub catalog_cache_max_bytes: usize,
 }
 
 impl Default for GatewaySettings {
@@ -214,6 +220,8 @@ impl Default for GatewaySettings {
             cors_allowed_origins: Vec::new(),
             secure_cookies: true,
             upstream_timeout_secs: 10,
+            catalog_cache_ttl_ms: 5_000,
+            catalog_cache_max_bytes: 16 * 1024 * 1024,
         }
     }
 }

@@ -90,20 +90,26 @@ pub struct ListQuery {
     pub include_archived: Option<String>,
 }
 
-async fn list(
-    state: &AppState,
-    context: &RequestContext,
+/// The catalog's list request for `query`, checked.
+fn list_request(
     query: ListQuery,
     include_archived: bool,
-) -> Result<ProductPage, Problem> {
-    let message = pb::ListProductsRequest {
+) -> Result<pb::ListProductsRequest, Problem> {
+    Ok(pb::ListProductsRequest {
         category: query.category.unwrap_or_default(),
         min_price_minor: int_param("min_price", &query.min_price)?,
         max_price_minor: int_param("max_price", &query.max_price)?,
         include_archived,
         cursor: query.cursor.unwrap_or_default(),
         limit: limit_param(&query.limit)?,
-    };
+    })
+}
+
+async fn list(
+    state: &AppState,
+    context: &RequestContext,
+    message: pb::ListProductsRequest,
+) -> Result<ProductPage, Problem> {
     let page = answer(
         "catalog",
         state
@@ -130,13 +136,17 @@ pub async fn list_products(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
     ApiQuery(query): ApiQuery<ListQuery>,
-) -> Result<axum::Json<ProductPage>, Problem> {
+) -> Result<Response, Problem> {
     if bool_param("include_archived", &query.include_archived)? {
         return Err(Problem::forbidden(
             "Archived products are listed at /api/v1/admin/products, for admins.",
         ));
     }
-    Ok(axum::Json(list(&state, &context, query, false).await?))
+    let message = list_request(query, false)?;
+    state
+        .catalog_cache
+        .answer(format!("list {message:?}"), list(&state, &context, message))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -185,22 +195,34 @@ pub async fn search_products(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
     ApiQuery(query): ApiQuery<SearchQuery>,
-) -> Result<axum::Json<SearchBody>, Problem> {
+) -> Result<Response, Problem> {
     let message = pb::SearchProductsRequest {
         query: query.q.unwrap_or_default(),
         category: query.category.unwrap_or_default(),
         limit: limit_param(&query.limit)?,
     };
+    let key = format!("search {message:?}");
+    state
+        .catalog_cache
+        .answer(key, search(&state, &context, message))
+        .await
+}
+
+async fn search(
+    state: &AppState,
+    context: &RequestContext,
+    message: pb::SearchProductsRequest,
+) -> Result<SearchBody, Problem> {
     let result = answer(
         "catalog",
         state
             .upstreams
             .catalog
             .clone()
-            .search_products(request(&context, message))
+            .search_products(request(context, message))
             .await,
     )?;
-    Ok(axum::Json(SearchBody {
+    Ok(SearchBody {
         hits: result
             .hits
             .into_iter()
@@ -220,7 +242,7 @@ pub async fn search_products(
             })
             .collect(),
         total: result.total,
-    }))
+    })
 }
 
 async fn get(
@@ -256,8 +278,23 @@ pub async fn get_product(
     State(state): State<Arc<AppState>>,
     Extension(context): Extension<RequestContext>,
     Path(id): Path<String>,
-) -> Result<axum::Json<ProductBody>, Problem> {
-    Ok(axum::Json(get(&state, &context, id, false).await?))
+) -> Result<Response, Problem> {
+    state
+        .catalog_cache
+        .answer(format!("product {id}"), get(&state, &context, id, false))
+        .await
+}
+
+/// The catalog's answer to an admin write, once the gateway has dropped
+/// its kept catalog answers: every write goes through here, so an admin
+/// never reads their change's old version. Dropped whatever the answer,
+/// since even a failed call (a timeout) may have changed the product.
+fn written(
+    state: &AppState,
+    result: Result<tonic::Response<pb::Product>, tonic::Status>,
+) -> Result<pb::Product, Problem> {
+    state.catalog_cache.invalidate();
+    answer("catalog", result)
 }
 
 /// Every product, archived ones included (`include_archived=true`).
@@ -276,9 +313,8 @@ pub async fn admin_list_products(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<axum::Json<ProductPage>, Problem> {
     let include_archived = bool_param("include_archived", &query.include_archived)?;
-    Ok(axum::Json(
-        list(&state, &context, query, include_archived).await?,
-    ))
+    let message = list_request(query, include_archived)?;
+    Ok(axum::Json(list(&state, &context, message).await?))
 }
 
 /// One product, archived or not.
@@ -341,8 +377,8 @@ pub async fn create_product(
         image_url: body.image_url,
         category: body.category,
     };
-    let product = answer(
-        "catalog",
+    let product = written(
+        &state,
         state
             .upstreams
             .catalog
@@ -396,8 +432,8 @@ pub async fn update_product(
         category: body.category,
         active: body.active,
     };
-    let product = answer(
-        "catalog",
+    let product = written(
+        &state,
         state
             .upstreams
             .catalog
@@ -425,8 +461,8 @@ pub async fn archive_product(
     Path(id): Path<String>,
 ) -> Result<axum::Json<ProductBody>, Problem> {
     let message = pb::ArchiveProductRequest { id };
-    let product = answer(
-        "catalog",
+    let product = written(
+        &state,
         state
             .upstreams
             .catalog

@@ -1,9 +1,13 @@
 //! Products: admin editing, public lists and search.
 
+use std::time::{Duration, Instant};
+
+use contracts::grpc::catalog::v1 as pb;
+use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Storage, TestApp, test_settings};
 
 pub async fn admins_create_update_and_archive_products(app: &TestApp) {
     let admin = app.admin().await;
@@ -383,4 +387,91 @@ pub async fn catalog_input_errors_name_the_field(app: &TestApp) {
         unchanged.expect(StatusCode::OK)["price"]["amount_minor"],
         100
     );
+}
+
+/// The gateway keeps public catalog answers; a product changed without it
+/// (by another gateway replica, or straight through the catalog) reaches
+/// those answers through the product events, long before their time to
+/// live runs out.
+async fn a_change_made_elsewhere_reaches_the_gateway_cache(storage: Storage) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(storage, dir.path());
+    settings.gateway.catalog_cache_ttl_ms = 600_000;
+    let app = TestApp::spawn_with(dir, settings).await;
+    let admin = app.admin().await;
+    let product = app
+        .product(&admin, "KETTLE-1", "Copper Kettle", "kitchen", 4000)
+        .await;
+    let id = product["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/products/{id}");
+    let search = "/api/v1/products/search?q=kettle";
+    // The product's own creation event drops kept answers too (twice, a
+    // second apart): read until repeated reads are answered from the cache.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = cache_hits(&app).await;
+        for _ in 0..2 {
+            let page = app.get(&path, None).await;
+            assert_eq!(page.expect(StatusCode::OK)["name"], "Copper Kettle");
+            let found = app.get(search, None).await;
+            assert_eq!(
+                found.expect(StatusCode::OK)["hits"][0]["product"]["name"],
+                "Copper Kettle"
+            );
+        }
+        if cache_hits(&app).await - before >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "repeated reads are never answered from the gateway's cache"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut catalog = CatalogClient::connect(app.system().url("catalog").unwrap())
+        .await
+        .unwrap();
+    catalog
+        .update_product(pb::UpdateProductRequest {
+            id: id.clone(),
+            name: Some("Brass Kettle".to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let name = app.get(&path, None).await.body["name"].clone();
+        let hit = app.get(search, None).await.body["hits"][0]["product"]["name"].clone();
+        if name == "Brass Kettle" && hit == "Brass Kettle" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway still answers {name} and {hit} 30 s after the change"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.stop().await;
+}
+
+/// The gateway's count of answers given from its catalog cache.
+async fn cache_hits(app: &TestApp) -> u64 {
+    let metrics = app.metrics(&app.url).await;
+    metrics
+        .lines()
+        .find(|line| line.starts_with("kart_gateway_catalog_cache_hits_total"))
+        .and_then(|line| line.split_whitespace().last()?.parse().ok())
+        .unwrap_or_else(|| panic!("no cache hit counter on /metrics: {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_elsewhere_reaches_the_gateway_cache_embedded() {
+    a_change_made_elsewhere_reaches_the_gateway_cache(Storage::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_elsewhere_reaches_the_gateway_cache_distributed() {
+    a_change_made_elsewhere_reaches_the_gateway_cache(Storage::Distributed).await;
 }
