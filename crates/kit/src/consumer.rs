@@ -170,6 +170,17 @@ const BUS_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a member asks whether its group was rewound.
 const EPOCH_CHECK: Duration = Duration::from_secs(1);
 
+/// How often a member holding no partitions looks at whether its group's
+/// events are waiting (see [`Standstill`]).
+const STANDSTILL_CHECK: Duration = Duration::from_secs(5);
+
+/// How long a member may hold no partitions while its group's events wait
+/// and nobody moves its positions before it moves the group to a fresh
+/// broker group (see [`Standstill`]): three
+/// session timeouts, so a normal rebalance, or a handler retrying an event
+/// before dead-lettering it (~15 s), is never mistaken for one.
+const STANDSTILL: Duration = Duration::from_secs(30);
+
 /// After this many seeks that land past the wanted offset, the records in
 /// between are taken to be gone from the log (retention), and the runner
 /// moves on, logging the gap.
@@ -186,24 +197,10 @@ pub struct ConsumerRunner {
 
 impl ConsumerRunner {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut subscription = loop {
-            match self
-                .bus
-                .subscribe(&self.spec.group, &self.spec.topics)
-                .await
-            {
-                Ok(subscription) => break subscription,
-                Err(error) => {
-                    tracing::warn!(%error, group = %self.spec.group, "cannot subscribe; retrying");
-                    sleep_or_cancel(backoff.next_delay(), &shutdown).await;
-                    if shutdown.is_cancelled() {
-                        return;
-                    }
-                }
-            }
+        let Some((mut subscription, mut broker_group)) = self.join(&shutdown).await else {
+            return;
         };
-        backoff.reset();
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut cursors: HashMap<(String, i32), Cursor> = HashMap::new();
         // Assigned partitions not yet moved to the group's stored position.
         let mut unaligned: HashMap<(String, i32), i64> = HashMap::new();
@@ -214,6 +211,8 @@ impl ConsumerRunner {
         // Applied positions not yet sent to the bus, and when they last were.
         let mut bus_positions: HashMap<(String, i32), i64> = HashMap::new();
         let mut bus_committed = tokio::time::Instant::now();
+        let mut standstill = Standstill::default();
+        let mut standstill_checked = tokio::time::Instant::now();
         loop {
             // Reads wake up now and then even when idle, so a new assignment
             // is aligned with the stored positions before any record arrives.
@@ -222,6 +221,9 @@ impl ConsumerRunner {
                 () = tokio::time::sleep(ASSIGNMENT_CHECK) => None,
                 () = shutdown.cancelled() => break,
             };
+            // Set when the group is to be consumed through another broker
+            // group than this member's (see `Standstill`).
+            let mut move_to = false;
             if epoch_checked.elapsed() >= EPOCH_CHECK {
                 epoch_checked = tokio::time::Instant::now();
                 match group_epoch(&self.db, &self.spec.group).await {
@@ -249,6 +251,14 @@ impl ConsumerRunner {
                     Ok(_) => {}
                     Err(error) => tracing::debug!(%error, "cannot read the group's epoch"),
                 }
+                match broker_generation(&self.db, &self.spec.group).await {
+                    Ok(now) if now != broker_group => {
+                        tracing::info!(group = %self.spec.group, generation = now, "the group moved to a fresh broker group; following it");
+                        move_to = true;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%error, "cannot read the group's broker group"),
+                }
             }
             Self::commit_to_bus(&mut *subscription, &mut bus_positions, &mut bus_committed).await;
             if subscription.assignment_generation() != generation {
@@ -261,6 +271,48 @@ impl ConsumerRunner {
             }
             if !unaligned.is_empty() {
                 align(&mut *subscription, &mut unaligned).await;
+            }
+            if standstill_checked.elapsed() >= STANDSTILL_CHECK {
+                standstill_checked = tokio::time::Instant::now();
+                let waiting = if subscription.assignment().is_empty() {
+                    self.waiting_positions().await
+                } else {
+                    None
+                };
+                if standstill.stuck(standstill_checked, waiting) {
+                    tracing::warn!(
+                        group = %self.spec.group,
+                        seconds = STANDSTILL.as_secs(),
+                        "this member has held no partitions while the group's events waited \
+                         and no member applied any: moving the group to a fresh broker group"
+                    );
+                    self.metrics
+                        .events
+                        .group_moves
+                        .get_or_create(&GroupLabels {
+                            group: self.spec.group.clone(),
+                        })
+                        .inc();
+                    match move_broker_group(&self.db, &self.spec.group, broker_group).await {
+                        Ok(()) => move_to = true,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot move the group to a fresh broker group");
+                        }
+                    }
+                }
+            }
+            if move_to {
+                drop(subscription);
+                let Some(joined) = self.join(&shutdown).await else {
+                    break;
+                };
+                (subscription, broker_group) = joined;
+                generation = u64::MAX;
+                cursors.clear();
+                unaligned.clear();
+                bus_positions.clear();
+                standstill = Standstill::default();
+                continue;
             }
             let delivery = match next {
                 None => continue,
@@ -304,6 +356,74 @@ impl ConsumerRunner {
                 *end = (*end).max(delivery.offset + 1);
             }
         }
+    }
+
+    /// Joins the broker group the group uses now, retrying until the
+    /// database and the bus answer; with that broker group's generation.
+    /// `None` on shutdown.
+    async fn join(&self, shutdown: &CancellationToken) -> Option<(Box<dyn Subscription>, i64)> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let joined = match broker_generation(&self.db, &self.spec.group).await {
+                Ok(generation) => self
+                    .bus
+                    .subscribe(
+                        &broker_group_name(&self.spec.group, generation),
+                        &self.spec.topics,
+                    )
+                    .await
+                    .map(|subscription| (subscription, generation))
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            match joined {
+                Ok(joined) => return Some(joined),
+                Err(error) => {
+                    tracing::warn!(%error, group = %self.spec.group, "cannot subscribe; retrying");
+                    sleep_or_cancel(backoff.next_delay(), shutdown).await;
+                    if shutdown.is_cancelled() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The group's stored positions if events wait past them in any of its
+    /// partitions; `None` when none waits, or when that cannot be told (the
+    /// bus or the database does not answer: nothing to act on then).
+    async fn waiting_positions(&self) -> Option<Vec<GroupPosition>> {
+        let topics = match self.bus.describe_topics().await {
+            Ok(topics) => topics,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the topics' ends");
+                return None;
+            }
+        };
+        let stored = match positions(&self.db, Some(&self.spec.group)).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the group's positions");
+                return None;
+            }
+        };
+        let waiting = topics
+            .iter()
+            .filter(|topic| self.spec.topics.contains(&topic.name))
+            .any(|topic| {
+                topic
+                    .partition_ends
+                    .iter()
+                    .zip(0..)
+                    .any(|(end, partition)| {
+                        let next = stored
+                            .iter()
+                            .find(|p| p.topic == topic.name && p.partition == partition)
+                            .map_or(0, |p| p.next_offset);
+                        *end > next
+                    })
+            });
+        waiting.then_some(stored)
     }
 
     /// Sends the bus the positions applied since the last time, if that was
@@ -719,6 +839,53 @@ impl ConsumerRunner {
 /// consumption starts, even in a partition where nothing new arrives. A
 /// partition the bus cannot seek yet (Kafka: assigned, not fetching) stays
 /// in `unaligned` and is tried again on the next turn of the loop.
+/// Tells a member that is stuck out of its group from one that is merely
+/// spare. A member can hold no partitions because its group has more
+/// members than partitions, which is fine as long as the others apply the
+/// events. It is stuck when the group's events wait, and the stored
+/// positions (shared by every member, kept in the service's database) have
+/// not moved for [`STANDSTILL`]: the partitions are assigned to nobody, or
+/// to a member that is gone. A broker should never leave a group so, but
+/// tansu 0.6 does (its `group-rejoin` defect, README): a leader that
+/// leaves while the group is forming stays its leader, so every member
+/// that joins after it waits, with nothing, for an assignment that never
+/// comes; joining again changes nothing. The positions live in Kart's
+/// database, not in the broker's group, so the group moves to a fresh
+/// broker group (`kart_consumer_broker_groups`), every member follows
+/// within a second, and they go on from the stored positions. On a broker
+/// that rebalances properly this never fires.
+#[derive(Default)]
+struct Standstill {
+    /// Since when the positions have been these, with events waiting and
+    /// this member holding nothing.
+    since: Option<(tokio::time::Instant, Vec<GroupPosition>)>,
+}
+
+impl Standstill {
+    /// Records one look at the group: `waiting` holds its positions when
+    /// this member holds no partitions and events wait past them, `None`
+    /// otherwise. True when the group is stuck.
+    fn stuck(&mut self, now: tokio::time::Instant, waiting: Option<Vec<GroupPosition>>) -> bool {
+        let Some(positions) = waiting else {
+            self.since = None;
+            return false;
+        };
+        match &self.since {
+            Some((since, before)) if *before == positions => {
+                if now.duration_since(*since) >= STANDSTILL {
+                    self.since = None;
+                    return true;
+                }
+                false
+            }
+            _ => {
+                self.since = Some((now, positions));
+                false
+            }
+        }
+    }
+}
+
 async fn align(subscription: &mut dyn Subscription, unaligned: &mut HashMap<(String, i32), i64>) {
     let mut aligned = Vec::new();
     for ((topic, partition), next) in unaligned.iter() {
@@ -815,6 +982,44 @@ async fn restart_positions(
     Ok(())
 }
 
+/// The generation of the broker group `group` is consumed through (0: the
+/// first, named as the group).
+async fn broker_generation(db: &Db, group: &str) -> Result<i64, sqlx::Error> {
+    let generation: Option<i64> = sqlx::query_scalar(
+        "SELECT generation FROM kart_consumer_broker_groups WHERE consumer_group = $1",
+    )
+    .bind(group)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(generation.unwrap_or(0))
+}
+
+/// The broker's name for generation `generation` of `group`'s broker group.
+fn broker_group_name(group: &str, generation: i64) -> String {
+    if generation == 0 {
+        group.to_owned()
+    } else {
+        format!("{group}-{generation}")
+    }
+}
+
+/// Moves `group` on from broker group generation `from` to the next. Members
+/// that find the group stuck together move it once: only the first to come
+/// from `from` changes it, the others follow that move.
+async fn move_broker_group(db: &Db, group: &str, from: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO kart_consumer_broker_groups (consumer_group, generation) VALUES ($1, $2)
+         ON CONFLICT (consumer_group) DO UPDATE SET generation = excluded.generation
+         WHERE kart_consumer_broker_groups.generation = $3",
+    )
+    .bind(group)
+    .bind(from + 1)
+    .bind(from)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
 /// How often `group` was rewound (0: never).
 async fn group_epoch(db: &Db, group: &str) -> Result<i64, sqlx::Error> {
     let epoch: Option<i64> =
@@ -902,4 +1107,57 @@ async fn store_position(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(partition: i32, next_offset: i64) -> GroupPosition {
+        GroupPosition {
+            group: "inventory".into(),
+            topic: "order.events".into(),
+            partition,
+            next_offset,
+        }
+    }
+
+    #[test]
+    fn a_group_is_stuck_only_once_its_positions_stood_still_for_the_whole_standstill() {
+        let start = tokio::time::Instant::now();
+        let mut standstill = Standstill::default();
+        let waiting = || Some(vec![at(0, 7), at(1, 3)]);
+        assert!(!standstill.stuck(start, waiting()));
+        assert!(!standstill.stuck(start + STANDSTILL / 2, waiting()));
+        assert!(!standstill.stuck(start + STANDSTILL - Duration::from_millis(1), waiting()));
+        assert!(standstill.stuck(start + STANDSTILL, waiting()));
+        // Having moved the group, the member waits a whole standstill again.
+        assert!(!standstill.stuck(start + STANDSTILL * 3 / 2, waiting()));
+        assert!(standstill.stuck(start + STANDSTILL * 5 / 2, waiting()));
+    }
+
+    #[test]
+    fn a_spare_member_stays_while_others_apply_the_events() {
+        let start = tokio::time::Instant::now();
+        let mut standstill = Standstill::default();
+        // Another member moves the positions on: never stuck.
+        for step in 0..10 {
+            let now = start + STANDSTILL / 2 * step;
+            let positions = vec![at(0, 7 + i64::from(step)), at(1, 3)];
+            assert!(!standstill.stuck(now, Some(positions)), "step {step}");
+        }
+    }
+
+    #[test]
+    fn holding_partitions_or_nothing_waiting_starts_the_clock_again() {
+        let start = tokio::time::Instant::now();
+        let mut standstill = Standstill::default();
+        let waiting = || Some(vec![at(0, 7)]);
+        assert!(!standstill.stuck(start, waiting()));
+        // The member got partitions (or caught up) for a moment.
+        assert!(!standstill.stuck(start + STANDSTILL / 2, None));
+        assert!(!standstill.stuck(start + STANDSTILL, waiting()));
+        assert!(!standstill.stuck(start + STANDSTILL * 3 / 2, waiting()));
+        assert!(standstill.stuck(start + STANDSTILL * 2, waiting()));
+    }
 }

@@ -65,6 +65,9 @@ pub struct EventMetrics {
     /// Events applied per consumer transaction: near 1 when idle, larger
     /// under load, when a consumer applies what has piled up at once.
     pub batch_size: Family<GroupLabels, Histogram>,
+    /// Times a member moved its group to a fresh broker group after holding
+    /// no partitions while the group's events waited and nobody applied them.
+    pub group_moves: Family<GroupLabels, Counter>,
 }
 
 fn batch_histogram() -> Histogram {
@@ -102,6 +105,7 @@ impl Metrics {
             published: Family::default(),
             consumed: Family::default(),
             batch_size: Family::new_with_constructor(batch_histogram),
+            group_moves: Family::default(),
         };
         registry.register(
             "events_published",
@@ -117,6 +121,11 @@ impl Metrics {
             "consumer_batch_size",
             "Events applied per consumer transaction",
             events.batch_size.clone(),
+        );
+        registry.register(
+            "consumer_group_moves",
+            "Times a stuck consumer group was moved to a fresh broker group",
+            events.group_moves.clone(),
         );
         Metrics {
             registry: Arc::new(Mutex::new(registry)),

@@ -46,6 +46,11 @@ pub const KIT_MIGRATIONS: &[Migration] = &[
         "consumer_epochs",
         include_str!("../migrations/0002_consumer_epochs.sql"),
     ),
+    Migration::portable(
+        3,
+        "consumer_broker_groups",
+        include_str!("../migrations/0003_consumer_broker_groups.sql"),
+    ),
 ];
 
 /// What a service gets to build itself with.

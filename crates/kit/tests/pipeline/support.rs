@@ -223,6 +223,18 @@ impl Harness {
             .sum()
     }
 
+    /// Times `group` was found stuck and moved to a fresh broker group,
+    /// from /metrics.
+    pub fn group_moves_seen(&self, group: &str) -> u64 {
+        let wanted = format!("group=\"{group}\"");
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("kart_consumer_group_moves_total") && l.contains(&wanted))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     /// Transactions the group committed and events they applied, from the
     /// batch-size histogram on /metrics.
     pub fn batches_seen(&self, group: &str) -> (u64, u64) {
@@ -328,12 +340,21 @@ pub fn event(key: &str, seq: u32) -> CloudEvent {
 }
 
 /// Polls `condition` until it holds; fails the test after 60 s.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    eventually_within(what, Duration::from_secs(60), condition).await;
+}
+
+/// Waits until `condition` holds; fails after `limit`.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if condition().await {
             return;
