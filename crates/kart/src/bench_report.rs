@@ -213,6 +213,16 @@ fn opt(value: Option<f64>, unit: &str) -> String {
     value.map_or_else(|| "not measured".to_owned(), |v| format!("{v:.1}{unit}"))
 }
 
+/// CPU time per 1,000 requests or orders: seconds for checkout, but a
+/// thousand catalog reads take tens of milliseconds, which one decimal of
+/// a second would show as 0.0.
+fn cpu_per_1000(seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) if s < 1.0 => format!("{:.1} ms", s * 1000.0),
+        other => opt(other, " s"),
+    }
+}
+
 impl Report {
     /// Whether the end-of-run check found every promise kept.
     pub fn promises_kept(&self) -> bool {
@@ -267,7 +277,7 @@ impl Report {
         let _ = writeln!(
             out,
             "  Kart's cost     {} CPU per 1,000, peak RSS {}",
-            opt(self.cpu_seconds_per_1000, " s"),
+            cpu_per_1000(self.cpu_seconds_per_1000),
             opt(self.peak_rss_mb, " MB")
         );
         if let Some(p) = &self.promises {
@@ -343,8 +353,8 @@ impl Report {
             },
         );
         row(
-            "CPU seconds per 1,000",
-            opt(self.cpu_seconds_per_1000, " s"),
+            "CPU time per 1,000",
+            cpu_per_1000(self.cpu_seconds_per_1000),
         );
         row("peak RSS (largest process)", opt(self.peak_rss_mb, " MB"));
         if let Some(ms) = self.ready_ms {
@@ -496,6 +506,13 @@ mod tests {
             (100, 50.0, 95.0, 99.0, 100.0)
         );
         assert_eq!(Distribution::of(&[]).count, 0);
+    }
+
+    #[test]
+    fn cpu_cost_keeps_its_digits_below_a_second() {
+        assert_eq!(cpu_per_1000(Some(4.34)), "4.3 s");
+        assert_eq!(cpu_per_1000(Some(0.0263)), "26.3 ms");
+        assert_eq!(cpu_per_1000(None), "not measured");
     }
 
     #[test]
