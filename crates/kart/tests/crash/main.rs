@@ -477,7 +477,9 @@ async fn killing_payments_orders_and_inventory_mid_flight_breaks_no_promise() {
     println!("killed, in order: {kills:?}");
     for name in VICTIMS {
         let log = std::fs::read_to_string(cluster.log_of(name)).unwrap_or_default();
-        let moves = log.matches("moving the group to a fresh broker group").count();
+        let moves = log
+            .matches("moving the group to a fresh broker group")
+            .count();
         println!("{name}: its consumer group moved to a fresh broker group {moves} times");
     }
 
