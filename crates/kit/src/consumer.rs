@@ -197,7 +197,7 @@ pub struct ConsumerRunner {
 
 impl ConsumerRunner {
     pub async fn run(self, shutdown: CancellationToken) {
-        let Some((mut subscription, mut broker_group)) = self.join(&shutdown).await else {
+        let Some((mut subscription, mut broker_generation)) = self.join(&shutdown).await else {
             return;
         };
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -206,7 +206,9 @@ impl ConsumerRunner {
         let mut unaligned: HashMap<(String, i32), i64> = HashMap::new();
         // Differs from any real generation: align on the first assignment.
         let mut generation = u64::MAX;
-        let mut epoch = group_epoch(&self.db, &self.spec.group).await.unwrap_or(0);
+        let mut epoch = group_marks(&self.db, &self.spec.group)
+            .await
+            .map_or(0, |marks| marks.epoch);
         let mut epoch_checked = tokio::time::Instant::now();
         // Applied positions not yet sent to the bus, and when they last were.
         let mut bus_positions: HashMap<(String, i32), i64> = HashMap::new();
@@ -226,9 +228,9 @@ impl ConsumerRunner {
             let mut move_to = false;
             if epoch_checked.elapsed() >= EPOCH_CHECK {
                 epoch_checked = tokio::time::Instant::now();
-                match group_epoch(&self.db, &self.spec.group).await {
-                    Ok(now) if now != epoch => {
-                        epoch = now;
+                match group_marks(&self.db, &self.spec.group).await {
+                    Ok(marks) if marks.epoch != epoch => {
+                        epoch = marks.epoch;
                         tracing::info!(group = %self.spec.group, epoch, "group rewound; reading again from the start");
                         // An event this member applied while the rewind
                         // committed moved a position past 0 again; nothing
@@ -248,16 +250,14 @@ impl ConsumerRunner {
                         // the stored position.
                         continue;
                     }
-                    Ok(_) => {}
-                    Err(error) => tracing::debug!(%error, "cannot read the group's epoch"),
-                }
-                match broker_generation(&self.db, &self.spec.group).await {
-                    Ok(now) if now != broker_group => {
-                        tracing::info!(group = %self.spec.group, generation = now, "the group moved to a fresh broker group; following it");
+                    Ok(marks) if marks.broker_generation != broker_generation => {
+                        tracing::info!(group = %self.spec.group, generation = marks.broker_generation, "the group moved to a fresh broker group; following it");
                         move_to = true;
                     }
                     Ok(_) => {}
-                    Err(error) => tracing::debug!(%error, "cannot read the group's broker group"),
+                    Err(error) => {
+                        tracing::debug!(%error, "cannot read the group's epoch and broker group")
+                    }
                 }
             }
             Self::commit_to_bus(&mut *subscription, &mut bus_positions, &mut bus_committed).await;
@@ -286,15 +286,17 @@ impl ConsumerRunner {
                         "this member has held no partitions while the group's events waited \
                          and no member applied any: moving the group to a fresh broker group"
                     );
-                    self.metrics
-                        .events
-                        .group_moves
-                        .get_or_create(&GroupLabels {
-                            group: self.spec.group.clone(),
-                        })
-                        .inc();
-                    match move_broker_group(&self.db, &self.spec.group, broker_group).await {
-                        Ok(()) => move_to = true,
+                    match move_broker_group(&self.db, &self.spec.group, broker_generation).await {
+                        Ok(()) => {
+                            self.metrics
+                                .events
+                                .group_moves
+                                .get_or_create(&GroupLabels {
+                                    group: self.spec.group.clone(),
+                                })
+                                .inc();
+                            move_to = true;
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "cannot move the group to a fresh broker group");
                         }
@@ -306,7 +308,7 @@ impl ConsumerRunner {
                 let Some(joined) = self.join(&shutdown).await else {
                     break;
                 };
-                (subscription, broker_group) = joined;
+                (subscription, broker_generation) = joined;
                 generation = u64::MAX;
                 cursors.clear();
                 unaligned.clear();
@@ -364,8 +366,11 @@ impl ConsumerRunner {
     async fn join(&self, shutdown: &CancellationToken) -> Option<(Box<dyn Subscription>, i64)> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            let joined = match broker_generation(&self.db, &self.spec.group).await {
-                Ok(generation) => self
+            let joined = match group_marks(&self.db, &self.spec.group).await {
+                Ok(GroupMarks {
+                    broker_generation: generation,
+                    ..
+                }) => self
                     .bus
                     .subscribe(
                         &broker_group_name(&self.spec.group, generation),
@@ -834,11 +839,6 @@ impl ConsumerRunner {
     }
 }
 
-/// Moves newly assigned partitions to the group's stored positions, so that
-/// what the bus believes (a lost or wrong commit) does not decide where
-/// consumption starts, even in a partition where nothing new arrives. A
-/// partition the bus cannot seek yet (Kafka: assigned, not fetching) stays
-/// in `unaligned` and is tried again on the next turn of the loop.
 /// Tells a member that is stuck out of its group from one that is merely
 /// spare. A member can hold no partitions because its group has more
 /// members than partitions, which is fine as long as the others apply the
@@ -886,6 +886,11 @@ impl Standstill {
     }
 }
 
+/// Moves newly assigned partitions to the group's stored positions, so that
+/// what the bus believes (a lost or wrong commit) does not decide where
+/// consumption starts, even in a partition where nothing new arrives. A
+/// partition the bus cannot seek yet (Kafka: assigned, not fetching) stays
+/// in `unaligned` and is tried again on the next turn of the loop.
 async fn align(subscription: &mut dyn Subscription, unaligned: &mut HashMap<(String, i32), i64>) {
     let mut aligned = Vec::new();
     for ((topic, partition), next) in unaligned.iter() {
@@ -982,16 +987,30 @@ async fn restart_positions(
     Ok(())
 }
 
-/// The generation of the broker group `group` is consumed through (0: the
-/// first, named as the group).
-async fn broker_generation(db: &Db, group: &str) -> Result<i64, sqlx::Error> {
-    let generation: Option<i64> = sqlx::query_scalar(
-        "SELECT generation FROM kart_consumer_broker_groups WHERE consumer_group = $1",
+/// What every member of `group` watches, read in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GroupMarks {
+    /// How often the group was rewound (0: never).
+    epoch: i64,
+    /// The generation of the broker group it is consumed through (0: the
+    /// first, named as the group).
+    broker_generation: i64,
+}
+
+async fn group_marks(db: &Db, group: &str) -> Result<GroupMarks, sqlx::Error> {
+    let (epoch, broker_generation): (i64, i64) = sqlx::query_as(
+        "SELECT
+             COALESCE((SELECT epoch FROM kart_consumer_epochs WHERE consumer_group = $1), 0),
+             COALESCE((SELECT generation FROM kart_consumer_broker_groups
+                       WHERE consumer_group = $1), 0)",
     )
     .bind(group)
-    .fetch_optional(db.pool())
+    .fetch_one(db.pool())
     .await?;
-    Ok(generation.unwrap_or(0))
+    Ok(GroupMarks {
+        epoch,
+        broker_generation,
+    })
 }
 
 /// The broker's name for generation `generation` of `group`'s broker group.
@@ -1018,16 +1037,6 @@ async fn move_broker_group(db: &Db, group: &str, from: i64) -> Result<(), sqlx::
     .execute(db.pool())
     .await?;
     Ok(())
-}
-
-/// How often `group` was rewound (0: never).
-async fn group_epoch(db: &Db, group: &str) -> Result<i64, sqlx::Error> {
-    let epoch: Option<i64> =
-        sqlx::query_scalar("SELECT epoch FROM kart_consumer_epochs WHERE consumer_group = $1")
-            .bind(group)
-            .fetch_optional(db.pool())
-            .await?;
-    Ok(epoch.unwrap_or(0))
 }
 
 /// Where a consumer group stands in one partition, as stored beside its effects.
