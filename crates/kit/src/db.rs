@@ -11,6 +11,12 @@
 //! `SQLITE_BUSY` while upgrading its lock. So on SQLite never hold a
 //! transaction open while waiting on the network.
 //!
+//! sqlx pings a pooled connection before handing it out. A PostgreSQL
+//! connection can die while idle (a server restart, a dropped socket), so
+//! it keeps that check; a SQLite connection is a file handle on a thread of
+//! this process and cannot, and the ping was one more hand-over to that
+//! thread on every transaction and read, a cost `kart up` paid per order.
+//!
 //! Reads that need no transaction go to [`Db::reader`]: on SQLite a few
 //! more connections that can only read, which WAL lets run beside the
 //! writer, so a page view never queues behind a consumer's batch; on
@@ -141,6 +147,7 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(timeout)
+            .test_before_acquire(kind == DbKind::Postgres)
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if kind == DbKind::Sqlite {
@@ -173,6 +180,7 @@ impl Db {
             DbKind::Sqlite => AnyPoolOptions::new()
                 .max_connections(SQLITE_READERS)
                 .acquire_timeout(timeout)
+                .test_before_acquire(false)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
                         conn.execute(
