@@ -62,17 +62,105 @@ pub fn with_trace<T>(message: T, trace: &TraceParent) -> tonic::Request<T> {
 /// reconnects on its own, so a service starts before (and survives
 /// restarts of) the services it calls. `setting` names the configuration
 /// key in the error for a malformed URL.
+///
+/// When the service at `url` runs in this process (`kart up`), calls skip
+/// the network: see [`GrpcChannel`].
 pub fn lazy_channel(
     url: &str,
     timeout: std::time::Duration,
     setting: &str,
-) -> Result<tonic::transport::Channel, String> {
+) -> Result<GrpcChannel, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("{setting} `{url}`: {e}"))?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(timeout)
         .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+    let authority = endpoint
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    Ok(GrpcChannel {
+        authority: authority.into(),
+        network: endpoint.connect_lazy(),
+        timeout,
+        ready_in_process: None,
+    })
+}
+
+/// What every gRPC client in Kart calls through: a lazily connecting
+/// [`tonic::transport::Channel`], except while the service at its address
+/// runs in this process, when each call goes straight to that service's
+/// router ([`kit::local`]) with the same timeout. Which of the two a call
+/// takes is decided per call, so a channel made before the service started
+/// (or after it stopped) still finds the right path.
+pub struct GrpcChannel {
+    /// The `host:port` of the service, as it registers in this process.
+    authority: std::sync::Arc<str>,
+    network: tonic::transport::Channel,
+    timeout: std::time::Duration,
+    /// Chosen by `poll_ready` for the `call` that follows it.
+    ready_in_process: Option<kit::local::LocalService>,
+}
+
+impl Clone for GrpcChannel {
+    /// A clone has not been made ready (tower's contract for `call`).
+    fn clone(&self) -> Self {
+        GrpcChannel {
+            authority: std::sync::Arc::clone(&self.authority),
+            network: self.network.clone(),
+            timeout: self.timeout,
+            ready_in_process: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for GrpcChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcChannel")
+            .field("authority", &self.authority)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> for GrpcChannel {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = tonic::codegen::StdError;
+    type Future = tonic::codegen::BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        if self.ready_in_process.is_none() {
+            self.ready_in_process = kit::local::find(&self.authority);
+        }
+        if self.ready_in_process.is_some() {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        self.network.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        match self.ready_in_process.take() {
+            Some(service) => {
+                let timeout = self.timeout;
+                Box::pin(async move {
+                    match tokio::time::timeout(timeout, service.call(request)).await {
+                        Ok(Ok(response)) => Ok(response.map(tonic::body::Body::new)),
+                        Ok(Err(failed)) => Err(failed.into()),
+                        // What the network channel's timeout answers.
+                        Err(_) => Err(tonic::TimeoutExpired(()).into()),
+                    }
+                })
+            }
+            None => {
+                let response = self.network.call(request);
+                Box::pin(async move { response.await.map_err(Into::into) })
+            }
+        }
+    }
 }
 
 /// The trace a request arrived in, or a new one.

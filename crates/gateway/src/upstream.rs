@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use contracts::grpc::GrpcChannel;
 use contracts::grpc::analytics::v1::analytics_client::AnalyticsClient;
 use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use contracts::grpc::inventory::v1::inventory_client::InventoryClient;
@@ -18,23 +19,22 @@ use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use kit::http::RequestContext;
 use kit::problem::Problem;
 use tonic::metadata::MetadataValue;
-use tonic::transport::Channel;
 
 use crate::Upstream;
 
 #[derive(Clone)]
 pub struct Upstreams {
-    pub accounts: AccountsClient<Channel>,
-    pub payment_methods: PaymentMethodsClient<Channel>,
-    pub catalog: CatalogClient<Channel>,
-    pub inventory: InventoryClient<Channel>,
-    pub orders: OrdersClient<Channel>,
-    pub payments: PaymentsClient<Channel>,
-    pub notifications: NotificationsClient<Channel>,
-    pub analytics: AnalyticsClient<Channel>,
+    pub accounts: AccountsClient<GrpcChannel>,
+    pub payment_methods: PaymentMethodsClient<GrpcChannel>,
+    pub catalog: CatalogClient<GrpcChannel>,
+    pub inventory: InventoryClient<GrpcChannel>,
+    pub orders: OrdersClient<GrpcChannel>,
+    pub payments: PaymentsClient<GrpcChannel>,
+    pub notifications: NotificationsClient<GrpcChannel>,
+    pub analytics: AnalyticsClient<GrpcChannel>,
 }
 
-fn channel(upstreams: &[Upstream], name: &str, timeout: Duration) -> anyhow::Result<Channel> {
+fn channel(upstreams: &[Upstream], name: &str, timeout: Duration) -> anyhow::Result<GrpcChannel> {
     let upstream = upstreams
         .iter()
         .find(|u| u.name == name)

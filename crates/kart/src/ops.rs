@@ -7,19 +7,19 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use contracts::grpc::GrpcChannel;
 use contracts::grpc::analytics::v1 as analytics_pb;
 use contracts::grpc::analytics::v1::analytics_client::AnalyticsClient;
 use contracts::grpc::notifications::v1 as notifications_pb;
 use contracts::grpc::notifications::v1::notifications_client::NotificationsClient;
 use kit::config::Settings;
-use tonic::transport::Channel;
 
 use crate::services::url_of;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A channel to `service` at `url`, or where the settings say it is.
-fn channel(service: &str, url: Option<&str>, settings: &Settings) -> anyhow::Result<Channel> {
+fn channel(service: &str, url: Option<&str>, settings: &Settings) -> anyhow::Result<GrpcChannel> {
     let url = url.map_or_else(|| url_of(service, settings), str::to_owned);
     contracts::grpc::lazy_channel(&url, CALL_TIMEOUT, "--url").map_err(anyhow::Error::msg)
 }

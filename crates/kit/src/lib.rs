@@ -8,7 +8,8 @@
 //!   [`cloudevents`]: the envelope events travel in.
 //! - [`outbox`] and [`consumer`]: atomic state-and-events on the way out,
 //!   exactly-once effects on the way in, dead letters when all else fails.
-//! - [`http`] and [`problem`]: serving, health, RFC 9457 errors.
+//! - [`http`] and [`problem`]: serving, health, RFC 9457 errors;
+//!   [`local`]: calls between services in one process, without the network.
 //! - [`service`]: start-up and graceful shutdown, the same for every service.
 //! - `testing` (feature): throwaway databases and buses for tests.
 
@@ -18,6 +19,7 @@ pub mod config;
 pub mod consumer;
 pub mod db;
 pub mod http;
+pub mod local;
 pub mod metrics;
 pub mod migrate;
 pub mod outbox;

@@ -303,6 +303,9 @@ pub async fn start(
         );
 
         let tasks = TaskTracker::new();
+        // Services in this process call it without the network (see
+        // `local`); it leaves the registry as it begins to stop, below.
+        let in_process = crate::local::register(addr, router.clone(), tasks.clone());
         let span = tracing::Span::current();
         tasks.spawn(
             {
@@ -344,6 +347,7 @@ pub async fn start(
             let shutdown = shutdown.clone();
             async move {
                 shutdown.cancelled().await;
+                drop(in_process);
                 health
                     .set_service_status("", ServingStatus::NotServing)
                     .await;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use contracts::Event;
 use contracts::events::{OrderCreatedV1, OrderLineV1};
+use contracts::grpc::GrpcChannel;
 use contracts::grpc::catalog::v1 as catalog_pb;
 use contracts::grpc::catalog::v1::catalog_client::CatalogClient;
 use contracts::grpc::orders::v1 as pb;
@@ -16,7 +17,6 @@ use kit::db::{Db, now_millis};
 use kit::outbox::{self, OutboxSignal};
 use kit::problem::{Problem, StatusCode, internal_status};
 use sha2::{Digest, Sha256};
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::saga::{self, SagaError};
@@ -32,8 +32,8 @@ const MAX_PAGE: u32 = 100;
 pub struct OrdersApi {
     pub db: Db,
     pub outbox: OutboxSignal,
-    pub catalog: CatalogClient<Channel>,
-    pub payment_methods: PaymentMethodsClient<Channel>,
+    pub catalog: CatalogClient<GrpcChannel>,
+    pub payment_methods: PaymentMethodsClient<GrpcChannel>,
 }
 
 fn no_such_order() -> Status {

@@ -15,6 +15,7 @@ use contracts::events::{
     Money, OrderPaymentRequestedV1, PaymentCapturedV1, PaymentChoiceV1, PaymentFailedV1,
     RefundIssuedV1, RefundRequestedV1,
 };
+use contracts::grpc::GrpcChannel;
 use contracts::grpc::users::v1 as users_pb;
 use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use contracts::grpc::with_trace;
@@ -24,7 +25,6 @@ use kit::db::{Tx, now_millis};
 use kit::outbox;
 use kit::telemetry::TraceParent;
 use sqlx::Row;
-use tonic::transport::Channel;
 
 use crate::provider::{
     ChargeOutcome, ChargeRequest, CheckoutRequest, OpenedCheckout, PaymentProvider,
@@ -53,7 +53,7 @@ async fn emit<E: Event>(
 /// Charges orders when asked, refunds when asked.
 pub struct OrderPayments {
     pub provider: Arc<dyn PaymentProvider>,
-    pub payment_methods: PaymentMethodsClient<Channel>,
+    pub payment_methods: PaymentMethodsClient<GrpcChannel>,
     /// Where shoppers reach Kart: a provider sends them back there.
     pub public_url: String,
 }
