@@ -192,4 +192,99 @@ mod tests {
         let request = tonic::Request::new(catalog::v1::GetProductsRequest { skus: vec![] });
         assert_eq!(trace_of(&request).trace_id().len(), 32);
     }
+
+    /// A loopback address nobody listens on: only the in-process path can
+    /// answer a call to it.
+    fn silent_address() -> std::net::SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+        listener.local_addr().expect("address")
+    }
+
+    fn health_check() -> tonic_health::pb::HealthCheckRequest {
+        tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_in_this_process_is_called_without_the_network() {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+
+        let addr = silent_address();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let router = tonic::service::Routes::new(health).into_axum_router();
+        let registration = kit::local::register(addr, router, tokio_util::task::TaskTracker::new());
+        let channel = lazy_channel(
+            &format!("http://{addr}"),
+            std::time::Duration::from_secs(5),
+            "test",
+        )
+        .expect("channel");
+        let mut client = HealthClient::new(channel);
+
+        let answer = client
+            .check(health_check())
+            .await
+            .expect("the service in this process answers");
+        assert_eq!(answer.into_inner().status(), ServingStatus::Serving);
+
+        drop(registration);
+        let status = client
+            .check(health_check())
+            .await
+            .expect_err("once it has left, the call takes the network and finds nobody");
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_in_this_process_times_out_like_one_over_the_network() {
+        use tonic_health::pb::health_client::HealthClient;
+
+        let addr = silent_address();
+        let slow = kit::local::register(
+            addr,
+            axum_router_that_never_answers(),
+            tokio_util::task::TaskTracker::new(),
+        );
+        let channel = lazy_channel(
+            &format!("http://{addr}"),
+            std::time::Duration::from_millis(100),
+            "test",
+        )
+        .expect("channel");
+        let status = HealthClient::new(channel)
+            .check(health_check())
+            .await
+            .expect_err("the call times out");
+        // What tonic's channel answers when its timeout fires.
+        assert_eq!(status.code(), tonic::Code::Cancelled, "{status:?}");
+        drop(slow);
+    }
+
+    /// A gRPC health service whose check never returns.
+    fn axum_router_that_never_answers() -> axum::Router {
+        struct Stalled;
+        #[tonic::async_trait]
+        impl tonic_health::pb::health_server::Health for Stalled {
+            async fn check(
+                &self,
+                _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+            ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, tonic::Status>
+            {
+                std::future::pending().await
+            }
+            type WatchStream = futures_util::stream::Empty<
+                Result<tonic_health::pb::HealthCheckResponse, tonic::Status>,
+            >;
+            async fn watch(
+                &self,
+                _: tonic::Request<tonic_health::pb::HealthCheckRequest>,
+            ) -> Result<tonic::Response<Self::WatchStream>, tonic::Status> {
+                Err(tonic::Status::unimplemented("not in this test"))
+            }
+        }
+        tonic::service::Routes::new(tonic_health::pb::health_server::HealthServer::new(Stalled))
+            .into_axum_router()
+    }
 }
