@@ -63,12 +63,14 @@ pub fn with_trace<T>(message: T, trace: &TraceParent) -> tonic::Request<T> {
 /// restarts of) the services it calls. `setting` names the configuration
 /// key in the error for a malformed URL.
 ///
-/// When the service at `url` runs in this process (`kart up`), calls skip
-/// the network: see [`GrpcChannel`].
+/// When the service at `url` is one of `local`, the services in this
+/// process (`kart up`), calls skip the network: see [`GrpcChannel`]. A
+/// client of a Kart elsewhere passes an empty `LocalServices`.
 pub fn lazy_channel(
     url: &str,
     timeout: std::time::Duration,
     setting: &str,
+    local: &kit::local::LocalServices,
 ) -> Result<GrpcChannel, String> {
     let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("{setting} `{url}`: {e}"))?
@@ -84,6 +86,7 @@ pub fn lazy_channel(
         authority: authority.into(),
         network: endpoint.connect_lazy(),
         timeout,
+        local: local.clone(),
         ready_in_process: None,
     })
 }
@@ -99,6 +102,7 @@ pub struct GrpcChannel {
     authority: std::sync::Arc<str>,
     network: tonic::transport::Channel,
     timeout: std::time::Duration,
+    local: kit::local::LocalServices,
     /// Chosen by `poll_ready` for the `call` that follows it.
     ready_in_process: Option<kit::local::LocalService>,
 }
@@ -110,6 +114,7 @@ impl Clone for GrpcChannel {
             authority: std::sync::Arc::clone(&self.authority),
             network: self.network.clone(),
             timeout: self.timeout,
+            local: self.local.clone(),
             ready_in_process: None,
         }
     }
@@ -134,7 +139,7 @@ impl tonic::codegen::Service<tonic::codegen::http::Request<tonic::body::Body>> f
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
         if self.ready_in_process.is_none() {
-            self.ready_in_process = kit::local::find(&self.authority);
+            self.ready_in_process = self.local.find(&self.authority);
         }
         if self.ready_in_process.is_some() {
             return std::task::Poll::Ready(Ok(()));
@@ -214,11 +219,13 @@ mod tests {
         let addr = silent_address();
         let (_reporter, health) = tonic_health::server::health_reporter();
         let router = tonic::service::Routes::new(health).into_axum_router();
-        let registration = kit::local::register(addr, router, tokio_util::task::TaskTracker::new());
+        let local = kit::local::LocalServices::default();
+        let registration = local.register(addr, router, tokio_util::task::TaskTracker::new());
         let channel = lazy_channel(
             &format!("http://{addr}"),
             std::time::Duration::from_secs(5),
             "test",
+            &local,
         )
         .expect("channel");
         let mut client = HealthClient::new(channel);
@@ -242,7 +249,8 @@ mod tests {
         use tonic_health::pb::health_client::HealthClient;
 
         let addr = silent_address();
-        let slow = kit::local::register(
+        let local = kit::local::LocalServices::default();
+        let slow = local.register(
             addr,
             axum_router_that_never_answers(),
             tokio_util::task::TaskTracker::new(),
@@ -251,6 +259,7 @@ mod tests {
             &format!("http://{addr}"),
             std::time::Duration::from_millis(100),
             "test",
+            &local,
         )
         .expect("channel");
         let status = HealthClient::new(channel)

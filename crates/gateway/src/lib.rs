@@ -104,6 +104,7 @@ impl Service for Gateway {
             upstreams: Upstreams::connect(
                 &self.upstreams,
                 Duration::from_secs(gateway.upstream_timeout_secs),
+                &context.local,
             )?,
             keys: TokenKeys::load(settings)?,
             ip_limit: RateLimiter::new(gateway.ip_rate_per_sec, gateway.ip_burst),

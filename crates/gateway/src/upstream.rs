@@ -17,6 +17,7 @@ use contracts::grpc::payments::v1::payments_client::PaymentsClient;
 use contracts::grpc::users::v1::accounts_client::AccountsClient;
 use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use kit::http::RequestContext;
+use kit::local::LocalServices;
 use kit::problem::Problem;
 use tonic::metadata::MetadataValue;
 
@@ -34,27 +35,36 @@ pub struct Upstreams {
     pub analytics: AnalyticsClient<GrpcChannel>,
 }
 
-fn channel(upstreams: &[Upstream], name: &str, timeout: Duration) -> anyhow::Result<GrpcChannel> {
-    let upstream = upstreams
-        .iter()
-        .find(|u| u.name == name)
-        .ok_or_else(|| anyhow::anyhow!("the gateway has no address for the {name} service"))?;
-    contracts::grpc::lazy_channel(&upstream.url, timeout, &format!("services.{name}.url"))
-        .map_err(anyhow::Error::msg)
-}
-
 impl Upstreams {
-    pub fn connect(upstreams: &[Upstream], timeout: Duration) -> anyhow::Result<Upstreams> {
-        let users = channel(upstreams, "users", timeout)?;
+    /// Channels to every upstream; those in `local` (this process) are
+    /// called without the network.
+    pub fn connect(
+        upstreams: &[Upstream],
+        timeout: Duration,
+        local: &LocalServices,
+    ) -> anyhow::Result<Upstreams> {
+        let channel = |name: &str| -> anyhow::Result<GrpcChannel> {
+            let upstream = upstreams.iter().find(|u| u.name == name).ok_or_else(|| {
+                anyhow::anyhow!("the gateway has no address for the {name} service")
+            })?;
+            contracts::grpc::lazy_channel(
+                &upstream.url,
+                timeout,
+                &format!("services.{name}.url"),
+                local,
+            )
+            .map_err(anyhow::Error::msg)
+        };
+        let users = channel("users")?;
         Ok(Upstreams {
             accounts: AccountsClient::new(users.clone()),
             payment_methods: PaymentMethodsClient::new(users),
-            catalog: CatalogClient::new(channel(upstreams, "catalog", timeout)?),
-            inventory: InventoryClient::new(channel(upstreams, "inventory", timeout)?),
-            orders: OrdersClient::new(channel(upstreams, "orders", timeout)?),
-            payments: PaymentsClient::new(channel(upstreams, "payments", timeout)?),
-            notifications: NotificationsClient::new(channel(upstreams, "notifications", timeout)?),
-            analytics: AnalyticsClient::new(channel(upstreams, "analytics", timeout)?),
+            catalog: CatalogClient::new(channel("catalog")?),
+            inventory: InventoryClient::new(channel("inventory")?),
+            orders: OrdersClient::new(channel("orders")?),
+            payments: PaymentsClient::new(channel("payments")?),
+            notifications: NotificationsClient::new(channel("notifications")?),
+            analytics: AnalyticsClient::new(channel("analytics")?),
         })
     }
 }

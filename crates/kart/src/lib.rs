@@ -26,6 +26,7 @@ use kit::bus::SharedBus;
 use kit::bus::embedded::EmbeddedBus;
 use kit::bus::kafka::KafkaBus;
 use kit::config::{BusKind, Mode, Settings};
+use kit::local::LocalServices;
 use kit::service::{RunningService, prepare_database, start};
 use tokio_util::sync::CancellationToken;
 
@@ -428,6 +429,8 @@ impl System {
     /// on the bus `settings` name. If any fails, those started are stopped.
     pub async fn start(mut settings: Settings) -> anyhow::Result<System> {
         let bus = connect_bus(&settings).await?;
+        // The services call each other in-process, not over loopback.
+        let local = LocalServices::default();
         let mut system = System {
             services: Vec::new(),
             bus: Arc::clone(&bus),
@@ -440,6 +443,7 @@ impl System {
                 service.as_ref(),
                 Arc::new(settings.clone()),
                 Arc::clone(&bus),
+                &local,
                 &system.shutdown,
             )
             .await;
@@ -457,7 +461,15 @@ impl System {
             }
         }
         let gateway = service_by_name("gateway", &settings)?;
-        match start(gateway.as_ref(), Arc::new(settings), bus, &system.shutdown).await {
+        let started = start(
+            gateway.as_ref(),
+            Arc::new(settings),
+            bus,
+            &local,
+            &system.shutdown,
+        )
+        .await;
+        match started {
             Ok(service) => system.services.insert(0, service),
             Err(error) => {
                 system.stop().await;
@@ -563,6 +575,7 @@ async fn serve(name: &str, settings: Settings) -> anyhow::Result<()> {
         service.as_ref(),
         Arc::new(settings.clone()),
         Arc::clone(&bus),
+        &LocalServices::default(),
         &shutdown,
     )
     .await?;

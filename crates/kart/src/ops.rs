@@ -21,7 +21,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A channel to `service` at `url`, or where the settings say it is.
 fn channel(service: &str, url: Option<&str>, settings: &Settings) -> anyhow::Result<GrpcChannel> {
     let url = url.map_or_else(|| url_of(service, settings), str::to_owned);
-    contracts::grpc::lazy_channel(&url, CALL_TIMEOUT, "--url").map_err(anyhow::Error::msg)
+    // A Kart elsewhere: no service of it runs in this process.
+    let elsewhere = kit::local::LocalServices::default();
+    contracts::grpc::lazy_channel(&url, CALL_TIMEOUT, "--url", &elsewhere)
+        .map_err(anyhow::Error::msg)
 }
 
 fn unreachable(service: &str, status: &tonic::Status) -> anyhow::Error {

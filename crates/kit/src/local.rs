@@ -8,35 +8,45 @@
 //! connection tasks per side; an order makes about seven such calls.
 //!
 //! So [`crate::service::start`] registers each service's finished router
-//! under the address it listens on, and a gRPC channel to that address
-//! (`contracts::grpc::lazy_channel`, the one way channels are made) hands
-//! its requests straight to the router instead. Everything a request meets
+//! in the [`LocalServices`] of the process's services, under the address
+//! it listens on, and a gRPC channel to that address
+//! (`contracts::grpc::lazy_channel`, the one way channels are made, given
+//! the same registry) hands its requests straight to the router instead. Everything a request meets
 //! on the server stays the same: the middleware (request id, trace context,
 //! metrics, timeout, body limit), the gRPC codec, the handler. What it
 //! skips is the socket and HTTP/2.
 //!
 //! A service leaves the registry the moment it begins to stop; calls to its
 //! address then take the network, and find nobody listening, as they
-//! would across processes. Services in other processes are never
-//! registered here, so distributed mode is unchanged.
+//! would across processes. A process that runs one service (`kart serve`)
+//! has only that one in its registry, so distributed mode is unchanged.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use bytes::Bytes;
 use tokio_util::task::TaskTracker;
 
-/// Routers of the services in this process, by the `host:port` they
-/// listen on.
-static SERVICES: LazyLock<RwLock<HashMap<String, LocalService>>> = LazyLock::new(Default::default);
+/// The services running in one process, by the `host:port` each listens
+/// on. Whoever starts services makes one and hands it to each
+/// ([`crate::service::start`]); `kart up` and every test system have their
+/// own, so two systems in one process never reach each other's services.
+#[derive(Clone, Default)]
+pub struct LocalServices {
+    inner: Arc<Registry>,
+}
 
-/// Tells registrations apart, so a late unregistration never removes a
-/// newer service that took the same port.
-static REGISTRATIONS: AtomicU64 = AtomicU64::new(0);
+#[derive(Default)]
+struct Registry {
+    services: RwLock<HashMap<String, LocalService>>,
+    /// Tells registrations apart, so a late unregistration never removes a
+    /// newer service that took the same port.
+    next_registration: AtomicU64,
+}
 
 /// A service reachable in this process.
 #[derive(Clone)]
@@ -49,16 +59,21 @@ pub struct LocalService {
     registration: u64,
 }
 
-/// Keeps a service in the registry; dropping it takes the service out.
+/// Keeps a service in its registry; dropping it takes the service out.
 #[must_use = "the service leaves the registry when this is dropped"]
 pub struct Registration {
+    registry: Arc<Registry>,
     authority: String,
     registration: u64,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut services = SERVICES.write().unwrap_or_else(|e| e.into_inner());
+        let mut services = self
+            .registry
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
         if services
             .get(&self.authority)
             .is_some_and(|s| s.registration == self.registration)
@@ -68,33 +83,40 @@ impl Drop for Registration {
     }
 }
 
-/// Makes `router` reachable in this process at `addr`, the address it
-/// listens on.
-pub fn register(addr: SocketAddr, router: Router, tasks: TaskTracker) -> Registration {
-    let authority = addr.to_string();
-    let registration = REGISTRATIONS.fetch_add(1, Ordering::Relaxed);
-    SERVICES.write().unwrap_or_else(|e| e.into_inner()).insert(
-        authority.clone(),
-        LocalService {
-            router,
-            tasks,
+impl LocalServices {
+    /// Makes `router` reachable at `addr`, the address it listens on.
+    pub fn register(&self, addr: SocketAddr, router: Router, tasks: TaskTracker) -> Registration {
+        let authority = addr.to_string();
+        let registration = self.inner.next_registration.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                authority.clone(),
+                LocalService {
+                    router,
+                    tasks,
+                    registration,
+                },
+            );
+        Registration {
+            registry: Arc::clone(&self.inner),
+            authority,
             registration,
-        },
-    );
-    Registration {
-        authority,
-        registration,
+        }
     }
-}
 
-/// The service listening at `authority` (`host:port`), if it is in this
-/// process.
-pub fn find(authority: &str) -> Option<LocalService> {
-    SERVICES
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(authority)
-        .cloned()
+    /// The service listening at `authority` (`host:port`), if it is one of
+    /// these.
+    pub fn find(&self, authority: &str) -> Option<LocalService> {
+        self.inner
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(authority)
+            .cloned()
+    }
 }
 
 /// Why a call in this process has no response: the handler panicked (over
@@ -139,8 +161,8 @@ mod tests {
         Router::new().route("/who", get(move || async move { answer }))
     }
 
-    async fn ask(authority: &str) -> Option<String> {
-        let service = find(authority)?;
+    async fn ask(local: &LocalServices, authority: &str) -> Option<String> {
+        let service = local.find(authority)?;
         let request = http::Request::get("/who")
             .body(Body::empty())
             .expect("request");
@@ -153,27 +175,34 @@ mod tests {
 
     #[tokio::test]
     async fn a_registered_router_answers_until_its_registration_is_dropped() {
+        let local = LocalServices::default();
         let addr: SocketAddr = "127.0.0.1:1".parse().expect("address");
-        let registration = register(addr, router("first"), TaskTracker::new());
-        assert_eq!(ask("127.0.0.1:1").await.as_deref(), Some("first"));
+        let registration = local.register(addr, router("first"), TaskTracker::new());
+        assert_eq!(ask(&local, "127.0.0.1:1").await.as_deref(), Some("first"));
         assert_eq!(
-            ask("127.0.0.1:2").await,
+            ask(&local, "127.0.0.1:2").await,
             None,
             "another port is not this service"
         );
+        assert_eq!(
+            ask(&LocalServices::default(), "127.0.0.1:1").await,
+            None,
+            "another system's registry does not see it"
+        );
         drop(registration);
-        assert_eq!(ask("127.0.0.1:1").await, None);
+        assert_eq!(ask(&local, "127.0.0.1:1").await, None);
     }
 
     #[tokio::test]
     async fn a_stale_registration_does_not_remove_the_service_that_took_its_port() {
+        let local = LocalServices::default();
         let addr: SocketAddr = "127.0.0.1:3".parse().expect("address");
-        let old = register(addr, router("old"), TaskTracker::new());
-        let new = register(addr, router("new"), TaskTracker::new());
+        let old = local.register(addr, router("old"), TaskTracker::new());
+        let new = local.register(addr, router("new"), TaskTracker::new());
         drop(old);
-        assert_eq!(ask("127.0.0.1:3").await.as_deref(), Some("new"));
+        assert_eq!(ask(&local, "127.0.0.1:3").await.as_deref(), Some("new"));
         drop(new);
-        assert_eq!(ask("127.0.0.1:3").await, None);
+        assert_eq!(ask(&local, "127.0.0.1:3").await, None);
     }
 
     #[tokio::test]
@@ -187,8 +216,9 @@ mod tests {
                 ""
             }),
         );
-        let _registration = register(addr, panicking, TaskTracker::new());
-        let service = find("127.0.0.1:4").expect("registered");
+        let local = LocalServices::default();
+        let _registration = local.register(addr, panicking, TaskTracker::new());
+        let service = local.find("127.0.0.1:4").expect("registered");
         let request = http::Request::get("/who")
             .body(Body::empty())
             .expect("request");

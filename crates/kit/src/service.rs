@@ -28,6 +28,7 @@ use crate::config::Settings;
 use crate::consumer::{ConsumerRunner, ConsumerSpec};
 use crate::db::Db;
 use crate::http::{Readiness, bind, finish_router, serve};
+use crate::local::LocalServices;
 use crate::metrics::Metrics;
 use crate::migrate::{self, Migration};
 use crate::outbox::{OutboxSignal, Relay};
@@ -64,6 +65,9 @@ pub struct ServiceContext {
     pub metrics: Metrics,
     /// Wakes the outbox relay after a commit that outboxed events.
     pub outbox: OutboxSignal,
+    /// The services in this process, for the gRPC channels the service
+    /// makes to others (`contracts::grpc::lazy_channel`).
+    pub local: LocalServices,
     pub shutdown: CancellationToken,
 }
 
@@ -222,11 +226,13 @@ pub async fn prepare_database(
     Ok(db)
 }
 
-/// Starts `service` on `bus`; it stops when `shutdown` is cancelled.
+/// Starts `service` on `bus`, reachable by the other services in `local`
+/// without the network; it stops when `shutdown` is cancelled.
 pub async fn start(
     service: &dyn Service,
     settings: Arc<Settings>,
     bus: SharedBus,
+    local: &LocalServices,
     shutdown: &CancellationToken,
 ) -> Result<RunningService, StartError> {
     let name = service.name();
@@ -244,6 +250,7 @@ pub async fn start(
             bus: Arc::clone(&bus),
             metrics: Metrics::new(name),
             outbox: OutboxSignal::default(),
+            local: local.clone(),
             shutdown: shutdown.clone(),
         };
         let parts = service
@@ -305,7 +312,7 @@ pub async fn start(
         let tasks = TaskTracker::new();
         // Services in this process call it without the network (see
         // `local`); it leaves the registry as it begins to stop, below.
-        let in_process = crate::local::register(addr, router.clone(), tasks.clone());
+        let in_process = local.register(addr, router.clone(), tasks.clone());
         let span = tracing::Span::current();
         tasks.spawn(
             {

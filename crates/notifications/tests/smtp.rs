@@ -93,6 +93,7 @@ impl Harness {
             &notifications::Notifications,
             Arc::new(settings),
             Arc::clone(&bus),
+            &kit::local::LocalServices::default(),
             &shutdown,
         )
         .await

@@ -72,11 +72,20 @@ impl Service for Orders {
             .clone()
             .ok_or_else(|| anyhow::anyhow!("the orders service needs its database"))?;
         let timeout = Duration::from_secs(10);
-        let catalog =
-            contracts::grpc::lazy_channel(&self.catalog_url, timeout, "services.catalog.url")
-                .map_err(anyhow::Error::msg)?;
-        let users = contracts::grpc::lazy_channel(&self.users_url, timeout, "services.users.url")
-            .map_err(anyhow::Error::msg)?;
+        let catalog = contracts::grpc::lazy_channel(
+            &self.catalog_url,
+            timeout,
+            "services.catalog.url",
+            &context.local,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let users = contracts::grpc::lazy_channel(
+            &self.users_url,
+            timeout,
+            "services.users.url",
+            &context.local,
+        )
+        .map_err(anyhow::Error::msg)?;
         let api = api::OrdersApi {
             db: db.clone(),
             outbox: context.outbox.clone(),

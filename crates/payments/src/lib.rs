@@ -110,6 +110,7 @@ impl Service for Payments {
             &self.users_url,
             Duration::from_secs(10),
             "services.users.url",
+            &context.local,
         )
         .map_err(anyhow::Error::msg)?;
         let api = api::PaymentsApi {
