@@ -11,10 +11,10 @@
 //! in the [`LocalServices`] of the process's services, under the address
 //! it listens on, and a gRPC channel to that address
 //! (`contracts::grpc::lazy_channel`, the one way channels are made, given
-//! the same registry) hands its requests straight to the router instead. Everything a request meets
-//! on the server stays the same: the middleware (request id, trace context,
-//! metrics, timeout, body limit), the gRPC codec, the handler. What it
-//! skips is the socket and HTTP/2.
+//! the same registry) hands its requests straight to the router instead.
+//! Everything a request meets on the server stays the same: the middleware
+//! (request id, trace context, metrics, timeout, body limit), the gRPC
+//! codec, the handler. What it skips is the socket and HTTP/2.
 //!
 //! A service leaves the registry the moment it begins to stop; calls to its
 //! address then take the network, and find nobody listening, as they
