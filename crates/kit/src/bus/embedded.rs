@@ -82,6 +82,8 @@ impl EmbeddedBus {
             .pragma("cache_size", crate::db::SQLITE_CACHE_SIZE);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // No ping before each use, as for every SQLite pool (`crate::db`).
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(|e| BusError::Unreachable(format!("{}: {e}", path.display())))?;
