@@ -69,6 +69,13 @@ pub fn kafka_brokers() -> String {
     })
 }
 
+/// `bus.fetch_wait_ms` against a broker declared to have the `fetch-wait`
+/// defect (it holds every fetch for part of the wait, records or not):
+/// what an operator of such a broker would set, so each hop between
+/// services costs milliseconds there too. The broker conformance test
+/// measures the defect with the default wait.
+pub const FETCH_WAIT_FOR_A_HOLDING_BROKER_MS: u32 = 10;
+
 /// Bus settings for tests against the test broker.
 pub fn kafka_settings() -> crate::config::BusSettings {
     let mut settings = Settings::defaults(Mode::Distributed).bus;
@@ -79,6 +86,9 @@ pub fn kafka_settings() -> crate::config::BusSettings {
     settings.namespace = format!("{}.", unique("t"));
     if let Ok(value) = std::env::var("KART_TEST_KAFKA_IDEMPOTENT") {
         settings.idempotent_producer = value != "false";
+    }
+    if broker_has_known_defect("fetch-wait") {
+        settings.fetch_wait_ms = FETCH_WAIT_FOR_A_HOLDING_BROKER_MS;
     }
     settings
 }

@@ -69,6 +69,10 @@ impl Cluster {
             ("KART__BUS__KIND".into(), "kafka".into()),
             ("KART__BUS__BROKERS".into(), bus.brokers.clone()),
             ("KART__BUS__NAMESPACE".into(), bus.namespace.clone()),
+            (
+                "KART__BUS__FETCH_WAIT_MS".into(),
+                bus.fetch_wait_ms.to_string(),
+            ),
             // Each service runs one process here, which comes back under
             // the same name: a static group member that takes its
             // partitions back at once (see `bus.instance_id`).

@@ -45,6 +45,8 @@ pub struct KafkaBus {
     known_topics: Arc<Mutex<HashSet<String>>>,
     /// Makes consumers static group members; see [`BusSettings::instance_id`].
     instance_id: Option<String>,
+    /// See [`BusSettings::fetch_wait_ms`].
+    fetch_wait_ms: u32,
 }
 
 /// Kart's names (`order.events`, `inventory`) to the broker's and back.
@@ -91,6 +93,7 @@ impl KafkaBus {
             namespace: Namespace(settings.namespace.clone()),
             known_topics: Arc::default(),
             instance_id: settings.instance_id.clone(),
+            fetch_wait_ms: settings.fetch_wait_ms,
         };
         bus.ping().await?;
         Ok(bus)
@@ -265,7 +268,8 @@ impl EventBus for KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("topic.metadata.refresh.interval.ms", "5000");
+            .set("topic.metadata.refresh.interval.ms", "5000")
+            .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string());
         if let Some(instance) = &self.instance_id {
             // Unique per group and process: the group's name, then this
             // process's stable name.

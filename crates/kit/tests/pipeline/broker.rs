@@ -7,7 +7,9 @@
 //!
 //! Not relied on, but measured: a consumer group's committed offsets. Kart
 //! keeps its own positions (see `kit::consumer`), so a broker that loses or
-//! misplaces commits costs redeliveries, not data. A broker defect listed in
+//! misplaces commits costs redeliveries, not data. Also measured: how soon
+//! a waiting fetch is answered once a record arrives, which sets the
+//! latency of every hop between services. A broker defect listed in
 //! `KART_TEST_BROKER_KNOWN_DEFECTS` (the test command sets it for the broker
 //! it starts) is reported; any other failure fails the test.
 
@@ -175,6 +177,78 @@ async fn the_test_broker_hands_a_restarted_groups_partitions_to_its_new_member()
                   that joins once their sessions have expired is served).";
     assert!(
         kit::testing::broker_has_known_defect("group-rejoin"),
+        "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
+    );
+    eprintln!("{report} (known for this broker)");
+}
+
+/// A consumer's fetch waiting on an empty partition must be answered once a
+/// record arrives, not when its wait runs out: otherwise every hop between
+/// services costs part of `bus.fetch_wait_ms`. Measured with a long wait
+/// (4 s), where a sound broker answers in milliseconds; the fastest of three
+/// records counts, so one slow moment of the machine is not taken for the
+/// broker's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_broker_answers_a_waiting_fetch_when_a_record_arrives() {
+    use kit::bus::EventBus;
+    use kit::bus::kafka::KafkaBus;
+    const WAIT: Duration = Duration::from_secs(4);
+    let mut settings = kit::testing::kafka_settings();
+    settings.fetch_wait_ms = u32::try_from(WAIT.as_millis()).unwrap();
+    let bus = KafkaBus::connect(&settings).await.unwrap();
+    let topic = kit::testing::unique("fetch-wait");
+    bus.create_topics(&[TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+    }])
+    .await
+    .unwrap();
+    let record = |seq: usize| Record {
+        topic: topic.clone(),
+        key: "k".into(),
+        headers: vec![],
+        payload: format!("v{seq}").into_bytes(),
+    };
+    bus.publish(&[record(0)]).await.unwrap();
+    let mut subscription = bus
+        .subscribe(
+            &kit::testing::unique("fetch-wait"),
+            std::slice::from_ref(&topic),
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(60), subscription.next())
+        .await
+        .expect("the group is joined and the first record read within 60 s")
+        .unwrap();
+    assert_eq!(first.payload, b"v0");
+    let mut fastest = Duration::MAX;
+    for seq in 1..=3 {
+        // The consumer's next fetch reaches the broker and waits there.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let published = tokio::time::Instant::now();
+        bus.publish(&[record(seq)]).await.unwrap();
+        let delivery = tokio::time::timeout(Duration::from_secs(30), subscription.next())
+            .await
+            .expect("each record is delivered within 30 s")
+            .unwrap();
+        assert_eq!(delivery.payload, format!("v{seq}").into_bytes());
+        fastest = fastest.min(published.elapsed());
+    }
+    if fastest < WAIT / 4 {
+        return;
+    }
+    let report = format!(
+        "BROKER DEFECT fetch-wait: with a fetch wait of {} ms, a record published while \
+         the consumer's fetch waited was delivered {} ms later at best: the broker holds \
+         fetches past the arrival of records. Kart's tests set bus.fetch_wait_ms to {} ms \
+         on this broker.",
+        WAIT.as_millis(),
+        fastest.as_millis(),
+        kit::testing::FETCH_WAIT_FOR_A_HOLDING_BROKER_MS
+    );
+    assert!(
+        kit::testing::broker_has_known_defect("fetch-wait"),
         "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
     );
     eprintln!("{report} (known for this broker)");
