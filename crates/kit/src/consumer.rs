@@ -9,7 +9,8 @@
 //!
 //! Records that are already here when one arrives are applied together, up
 //! to [`ConsumerSpec::max_batch`], in one such transaction: steps 1 and 2 for
-//! each in order, step 3 once per partition. That is the same effect as one
+//! each in order, then the handler's [`Handler::handled_all`] once for the
+//! fresh ones, step 3 once per partition. That is the same effect as one
 //! transaction per record committed back to back, at a fraction of the
 //! commits and position writes: under load it is most of what a consumer
 //! costs. A failing record is split out of its batch and handled alone.
@@ -63,6 +64,17 @@ pub trait Handler: Send + Sync + 'static {
     /// Applies `event` inside `tx`. Everything the effect writes, including
     /// outboxed events, must go through `tx`.
     async fn handle(&self, tx: &mut Tx, event: &CloudEvent) -> Result<(), HandlerError>;
+
+    /// Runs once per transaction, after [`Handler::handle`] applied each
+    /// fresh event in it (`events`, in delivery order; never a duplicate)
+    /// and before it commits: for what is cheaper written once per batch
+    /// than once per event, such as a counter many events add to. Only a
+    /// database error can fail it, which fails the transaction as a
+    /// failing effect would (retried, never dead-lettered for its own
+    /// sake). Does nothing unless a handler has such work.
+    async fn handled_all(&self, _tx: &mut Tx, _events: &[&CloudEvent]) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
 }
 
 /// How hard to try before dead-lettering.
@@ -549,8 +561,10 @@ impl ConsumerRunner {
     }
 
     /// One transaction for the whole batch: each event's inbox entry and
-    /// effect, then each partition's position, then one commit. On failure,
-    /// the index of the event that failed (0 when the transaction itself did).
+    /// effect, the handler's once-per-transaction work, then each
+    /// partition's position, then one commit. On failure, the index of the
+    /// event that failed (0 when the transaction itself, or that
+    /// once-per-transaction work, did).
     async fn apply_batch(
         &self,
         batch: &[Pending<'_>],
@@ -570,6 +584,7 @@ impl ConsumerRunner {
         let fresh = record_in_inbox(&mut tx, &self.spec.group, &ids)
             .await
             .map_err(|e| (0, e.into()))?;
+        let mut handled = Vec::with_capacity(batch.len());
         for (index, ((one, event), fresh)) in batch.iter().zip(events).zip(fresh).enumerate() {
             let outcome = if fresh {
                 self.spec
@@ -578,6 +593,7 @@ impl ConsumerRunner {
                     .instrument(one.span.clone())
                     .await
                     .map_err(|e| (index, e))?;
+                handled.push(event);
                 Outcome::Processed
             } else {
                 Outcome::Duplicate
@@ -588,6 +604,13 @@ impl ConsumerRunner {
                 .entry((delivery.topic.as_str(), delivery.partition))
                 .or_default();
             *end = (*end).max(delivery.offset + 1);
+        }
+        if !handled.is_empty() {
+            self.spec
+                .handler
+                .handled_all(&mut tx, &handled)
+                .await
+                .map_err(|e| (0, e.into()))?;
         }
         for ((topic, partition), next_offset) in ends {
             store_position(&mut tx, &self.spec.group, topic, partition, next_offset)

@@ -282,6 +282,12 @@ async fn a_redelivered_event_has_no_second_effect(db: DbChoice, bus: BusChoice) 
     .await;
     assert_eq!(h.effects_for("g").await.len(), 2);
     consumer.stop().await;
+    let tallies = h.tallies_for("g").await;
+    assert_eq!(
+        tallies.iter().sum::<i64>(),
+        2,
+        "the once-per-transaction hook sees each fresh event once and no duplicate: {tallies:?}"
+    );
 }
 
 async fn a_backlog_is_applied_in_batches_in_key_order(db: DbChoice, bus: BusChoice) {
@@ -314,6 +320,12 @@ async fn a_backlog_is_applied_in_batches_in_key_order(db: DbChoice, bus: BusChoi
     assert!(
         transactions < 300 / 4,
         "a backlog is applied many events per transaction: {transactions} transactions"
+    );
+    let tallies = h.tallies_for("g").await;
+    assert_eq!(
+        (tallies.len() as u64, tallies.iter().sum::<i64>()),
+        (transactions, 300),
+        "the once-per-transaction hook runs once in each transaction, with its events"
     );
 }
 

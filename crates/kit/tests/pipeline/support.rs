@@ -48,7 +48,8 @@ const TEST_MIGRATIONS: &[Migration] = &[Migration::portable(
          event_key TEXT NOT NULL,
          seq BIGINT NOT NULL,
          applied_seq BIGINT NOT NULL
-     );",
+     );
+     CREATE TABLE test_tallies (consumer_group TEXT NOT NULL, events BIGINT NOT NULL);",
 )];
 
 #[derive(Default)]
@@ -211,6 +212,16 @@ impl Harness {
         .collect()
     }
 
+    /// The events each committed transaction of the group handed to
+    /// `Handler::handled_all`, one entry per transaction.
+    pub async fn tallies_for(&self, group: &str) -> Vec<i64> {
+        sqlx::query_scalar("SELECT events FROM test_tallies WHERE consumer_group = $1")
+            .bind(group)
+            .fetch_all(self.db.pool())
+            .await
+            .unwrap()
+    }
+
     /// Deliveries the inbox recognised as already applied, from /metrics.
     pub fn duplicates_seen(&self, group: &str) -> u64 {
         let wanted = format!("group=\"{group}\"");
@@ -322,6 +333,15 @@ impl Handler for TestHandler {
         .bind(self.stats.applied.fetch_add(1, Ordering::SeqCst))
         .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    async fn handled_all(&self, tx: &mut Tx, events: &[&CloudEvent]) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO test_tallies (consumer_group, events) VALUES ($1, $2)")
+            .bind(&self.group)
+            .bind(i64::try_from(events.len()).unwrap())
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 }
