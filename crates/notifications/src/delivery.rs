@@ -1,5 +1,6 @@
 //! The sender: takes due messages, writes them on their first try, hands
-//! them to the transport, and records what happened.
+//! them to the transport, and records what happened (with what the
+//! message says, when this try wrote it) in one transaction.
 //!
 //! A failed try is tried again after an exponential, jittered backoff
 //! (`notifications.initial_backoff_ms` doubling up to `max_backoff_ms`);
@@ -163,14 +164,22 @@ impl Sender {
             return Ok(());
         };
         let attempt = message.attempts + 1;
-        let outcome = match self.written(&mut message).await? {
-            Ok(()) => self.transport.send(&self.from, &message).await,
-            Err(not_yet) => Err(not_yet),
+        let (outcome, written_now) = match self.written(&mut message).await? {
+            Ok(written_now) => (self.transport.send(&self.from, &message).await, written_now),
+            Err(not_yet) => (Err(not_yet), false),
         };
+        // Stored with this try's outcome, in its transaction.
+        let rendered = written_now.then(|| Rendered {
+            user_id: &message.user_id,
+            to: &message.to_address,
+            subject: &message.subject,
+            text: &message.text_body,
+            html: &message.html_body,
+        });
         let kind = message.kind.as_str();
         match outcome {
             Ok(()) => {
-                store::mark_sent(&self.db, id, attempt).await?;
+                store::mark_sent(&self.db, id, attempt, rendered.as_ref()).await?;
                 self.tries
                     .get_or_create(&TryLabels {
                         kind,
@@ -197,6 +206,7 @@ impl Sender {
                     attempt,
                     &error,
                     &AfterFailure::Dead(dead_letter),
+                    rendered.as_ref(),
                 )
                 .await?;
                 self.outbox.notify();
@@ -225,6 +235,7 @@ impl Sender {
                     attempt,
                     &error,
                     &AfterFailure::RetryAt(retry_at),
+                    rendered.as_ref(),
                 )
                 .await?;
                 self.tries
@@ -239,12 +250,13 @@ impl Sender {
         Ok(())
     }
 
-    /// Writes `message` on its first try (and stores what it says). The
-    /// inner error says what is still missing: the events that carry the
+    /// Writes `message` unless an earlier try did: `true` when this call
+    /// wrote it, which the try then stores with its outcome. The inner
+    /// error says what is still missing: the events that carry the
     /// recipient or the order may not have been read yet.
-    async fn written(&self, message: &mut Message) -> Result<Result<(), String>, sqlx::Error> {
+    async fn written(&self, message: &mut Message) -> Result<Result<bool, String>, sqlx::Error> {
         if message.is_rendered() {
-            return Ok(Ok(()));
+            return Ok(Ok(false));
         }
         let order = if message.order_id.is_empty() {
             None
@@ -296,24 +308,11 @@ impl Sender {
             }
         };
         let name = Some(display_name).filter(|n| !n.trim().is_empty());
-        let to = Mailbox::new(name, address).to_string();
-        store::save_rendered(
-            &self.db,
-            &message.id,
-            &Rendered {
-                user_id: &user_id,
-                to: &to,
-                subject: &written.subject,
-                text: &written.text,
-                html: &written.html,
-            },
-        )
-        .await?;
         message.user_id = user_id;
-        message.to_address = to;
+        message.to_address = Mailbox::new(name, address).to_string();
         message.subject = written.subject;
         message.text_body = written.text;
         message.html_body = written.html;
-        Ok(Ok(()))
+        Ok(Ok(true))
     }
 }

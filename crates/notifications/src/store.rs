@@ -219,19 +219,19 @@ pub async fn claim(
     now: i64,
     lease_ms: i64,
 ) -> Result<Option<Message>, sqlx::Error> {
-    let taken = sqlx::query(
+    // The message comes back with the claim: one statement, and what is
+    // read is exactly the row the lease was taken on.
+    let taken = sqlx::query(&format!(
         "UPDATE messages SET lease_until = $3
-         WHERE id = $1 AND status = 'pending' AND lease_until <= $2",
-    )
+         WHERE id = $1 AND status = 'pending' AND lease_until <= $2
+         RETURNING {MESSAGE_COLUMNS}"
+    ))
     .bind(id)
     .bind(now)
     .bind(now + lease_ms)
-    .execute(db.pool())
+    .fetch_optional(db.pool())
     .await?;
-    if taken.rows_affected() != 1 {
-        return Ok(None);
-    }
-    message(db, id).await
+    taken.as_ref().map(message_from).transpose()
 }
 
 pub async fn message(db: &Db, id: &str) -> Result<Option<Message>, sqlx::Error> {
@@ -296,7 +296,10 @@ pub struct Rendered<'a> {
     pub html: &'a str,
 }
 
-pub async fn save_rendered(db: &Db, id: &str, rendered: &Rendered<'_>) -> Result<(), sqlx::Error> {
+/// Stores what a message says, in the transaction that records the try
+/// it was written for: one commit per try, and the copy kept is the one
+/// that try sent.
+async fn save_rendered(tx: &mut Tx, id: &str, rendered: &Rendered<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE messages SET user_id = $2, to_address = $3, subject = $4, text_body = $5,
              html_body = $6
@@ -308,7 +311,7 @@ pub async fn save_rendered(db: &Db, id: &str, rendered: &Rendered<'_>) -> Result
     .bind(rendered.subject)
     .bind(rendered.text)
     .bind(rendered.html)
-    .execute(db.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -334,10 +337,19 @@ async fn record_attempt(
     Ok(())
 }
 
-/// The try numbered `attempt` delivered the message.
-pub async fn mark_sent(db: &Db, id: &str, attempt: i64) -> Result<(), sqlx::Error> {
+/// The try numbered `attempt` delivered the message; `rendered` is what
+/// it said when this try was the one that wrote it.
+pub async fn mark_sent(
+    db: &Db,
+    id: &str,
+    attempt: i64,
+    rendered: Option<&Rendered<'_>>,
+) -> Result<(), sqlx::Error> {
     let now = now_millis();
     let mut tx = db.begin().await?;
+    if let Some(rendered) = rendered {
+        save_rendered(&mut tx, id, rendered).await?;
+    }
     record_attempt(&mut tx, id, attempt, now, None).await?;
     sqlx::query(
         "UPDATE messages SET status = 'sent', attempts = $2, sent_at = $3, last_error = '',
@@ -361,16 +373,21 @@ pub enum AfterFailure {
     Dead(kit::cloudevents::CloudEvent),
 }
 
-/// The try numbered `attempt` failed with `error`.
+/// The try numbered `attempt` failed with `error`; `rendered` as for
+/// [`mark_sent`].
 pub async fn mark_failed(
     db: &Db,
     id: &str,
     attempt: i64,
     error: &str,
     after: &AfterFailure,
+    rendered: Option<&Rendered<'_>>,
 ) -> Result<(), sqlx::Error> {
     let now = now_millis();
     let mut tx = db.begin().await?;
+    if let Some(rendered) = rendered {
+        save_rendered(&mut tx, id, rendered).await?;
+    }
     record_attempt(&mut tx, id, attempt, now, Some(error)).await?;
     let (status, next) = match after {
         AfterFailure::RetryAt(at) => ("pending", *at),

@@ -293,6 +293,10 @@ async fn a_server_that_refuses_then_recovers_gets_the_mail_by_retrying() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(pending.last_error.contains("451"), "{pending:?}");
+    assert!(
+        !pending.to.is_empty() && !pending.subject.is_empty(),
+        "what the refused tries said is stored with their outcome: {pending:?}"
+    );
     assert!(arrived(&harness.smtp).is_empty());
     let attempts = notifications::store::attempts(&db, &pending.id)
         .await
@@ -302,6 +306,11 @@ async fn a_server_that_refuses_then_recovers_gets_the_mail_by_retrying() {
     harness.smtp.recover();
     let sent = harness.confirmation_until(&order_id, "sent").await;
     assert!(sent.attempts > pending.attempts);
+    assert_eq!(
+        (&sent.subject, &sent.to),
+        (&pending.subject, &pending.to),
+        "the message written on the first try is the one sent"
+    );
     let received = received_until(&harness.smtp, 2).await;
     assert_eq!(confirmations_of(&received, &order_id).len(), 1);
     let attempts = notifications::store::attempts(&db, &sent.id).await.unwrap();
