@@ -55,7 +55,8 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let run = kit::testing::unique("kart_crash");
+        // `kart_test_…`, so the test command drops its databases after the run.
+        let run = kit::testing::unique("kart_test_crash");
         let bus = kit::testing::kafka_settings();
         let ports: BTreeMap<&'static str, u16> = kart::SERVICE_NAMES
             .iter()
