@@ -3,11 +3,14 @@
 //! No oversell, on both databases: a line is reserved by one conditional
 //! `UPDATE … WHERE on_hand - reserved >= quantity`, which PostgreSQL
 //! re-checks under the row lock and SQLite runs under its single writer;
-//! the table's CHECK constraints back it up. All lines of an order are
-//! reserved inside one savepoint, rolled back as a whole if any is short.
+//! the table's CHECK constraints back it up. All lines of an order or none:
+//! if any line is short, the lines already taken are given back in the same
+//! transaction, so no other transaction ever sees them taken. (A savepoint
+//! would do the same at two more statements per order, on the one writer
+//! every reservation waits for.)
 
 use kit::db::{Tx, now_millis};
-use sqlx::{Acquire, Row};
+use sqlx::Row;
 
 use crate::domain::{Adjustment, Lines, ReservationState, Short};
 
@@ -211,50 +214,54 @@ pub async fn reserve(
         return Ok(ReserveOutcome::Existing(existing));
     }
 
+    let mut taken = Vec::new();
     let mut short = Vec::new();
-    {
-        let mut savepoint = (&mut **tx).begin().await?;
-        for (sku, quantity) in lines.iter() {
-            let quantity = i64::from(quantity.get());
-            let taken = sqlx::query(
-                "UPDATE stock SET reserved = reserved + $1, updated_at = $2
-                 WHERE sku = $3 AND on_hand - reserved >= $1",
-            )
-            .bind(quantity)
-            .bind(now)
-            .bind(sku.as_str())
-            .execute(&mut *savepoint)
-            .await?;
-            if taken.rows_affected() == 1 {
-                sqlx::query(
-                    "INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)",
-                )
-                .bind(order_id)
-                .bind(sku.as_str())
-                .bind(quantity)
-                .execute(&mut *savepoint)
-                .await?;
-            } else {
-                let available: Option<i64> =
-                    sqlx::query_scalar("SELECT on_hand - reserved FROM stock WHERE sku = $1")
-                        .bind(sku.as_str())
-                        .fetch_optional(&mut *savepoint)
-                        .await?;
-                short.push(Short {
-                    sku: sku.to_string(),
-                    requested: quantity as u32,
-                    available: available.unwrap_or(0),
-                });
-            }
-        }
-        if short.is_empty() {
-            savepoint.commit().await?;
+    for (sku, quantity) in lines.iter() {
+        let quantity = i64::from(quantity.get());
+        let took = sqlx::query(
+            "UPDATE stock SET reserved = reserved + $1, updated_at = $2
+             WHERE sku = $3 AND on_hand - reserved >= $1",
+        )
+        .bind(quantity)
+        .bind(now)
+        .bind(sku.as_str())
+        .execute(&mut **tx)
+        .await?;
+        if took.rows_affected() == 1 {
+            taken.push((sku.as_str(), quantity));
         } else {
-            savepoint.rollback().await?;
+            let available: Option<i64> =
+                sqlx::query_scalar("SELECT on_hand - reserved FROM stock WHERE sku = $1")
+                    .bind(sku.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            short.push(Short {
+                sku: sku.to_string(),
+                requested: quantity as u32,
+                available: available.unwrap_or(0),
+            });
         }
     }
     if short.is_empty() {
+        for (sku, quantity) in taken {
+            sqlx::query(
+                "INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)",
+            )
+            .bind(order_id)
+            .bind(sku)
+            .bind(quantity)
+            .execute(&mut **tx)
+            .await?;
+        }
         return Ok(ReserveOutcome::Reserved { expires_at });
+    }
+    for (sku, quantity) in taken {
+        sqlx::query("UPDATE stock SET reserved = reserved - $1, updated_at = $2 WHERE sku = $3")
+            .bind(quantity)
+            .bind(now)
+            .bind(sku)
+            .execute(&mut **tx)
+            .await?;
     }
     let short_json =
         serde_json::to_string(&short).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -278,29 +285,9 @@ pub async fn finish(
     reason: &str,
 ) -> Result<(Option<ReservationState>, ReservationState), StoreError> {
     let now = now_millis();
-    let Some(current) = reservation(tx, order_id).await? else {
-        if to == ReservationState::Committed {
-            return Err(StoreError::Corrupt(format!(
-                "commit of {order_id}, which was never reserved"
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO reservations (order_id, state, expires_at, short_lines, reason, created_at, updated_at)
-             VALUES ($1, 'released', 0, '[]', $2, $3, $3)
-             ON CONFLICT (order_id) DO NOTHING",
-        )
-        .bind(order_id)
-        .bind(reason)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-        return Ok((None, ReservationState::Released));
-    };
-    if current.state != ReservationState::Reserved {
-        return Ok((Some(current.state), current.state));
-    }
-    // Move the state first, conditionally: of two concurrent finishes, one
-    // moves the stock.
+    // The state moves first, conditionally: of two concurrent finishes, one
+    // moves the stock. The common case (a reservation still held) needs no
+    // read; the reservation is read only to say why nothing moved.
     let moved = sqlx::query(
         "UPDATE reservations SET state = $1, reason = $2, updated_at = $3 WHERE order_id = $4 AND state = 'reserved'",
     )
@@ -310,30 +297,34 @@ pub async fn finish(
     .bind(order_id)
     .execute(&mut **tx)
     .await?;
-    if moved.rows_affected() == 0 {
-        let after = reservation(tx, order_id).await?.map_or(to, |r| r.state);
-        return Ok((Some(after), after));
+    if moved.rows_affected() == 1 {
+        let change = if to == ReservationState::Committed {
+            StockChange::Sell
+        } else {
+            StockChange::Unreserve
+        };
+        move_reserved_stock(tx, order_id, change, now).await?;
+        return Ok((Some(ReservationState::Reserved), to));
     }
-    let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_all(&mut **tx)
-        .await?;
-    let stock_change = if to == ReservationState::Committed {
-        "UPDATE stock SET on_hand = on_hand - $1, reserved = reserved - $1, updated_at = $2 WHERE sku = $3"
-    } else {
-        "UPDATE stock SET reserved = reserved - $1, updated_at = $2 WHERE sku = $3"
-    };
-    for line in &lines {
-        let sku: String = line.try_get("sku")?;
-        let quantity: i64 = line.try_get("quantity")?;
-        sqlx::query(stock_change)
-            .bind(quantity)
-            .bind(now)
-            .bind(sku)
-            .execute(&mut **tx)
-            .await?;
+    if let Some(current) = reservation(tx, order_id).await? {
+        return Ok((Some(current.state), current.state));
     }
-    Ok((Some(ReservationState::Reserved), to))
+    if to == ReservationState::Committed {
+        return Err(StoreError::Corrupt(format!(
+            "commit of {order_id}, which was never reserved"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO reservations (order_id, state, expires_at, short_lines, reason, created_at, updated_at)
+         VALUES ($1, 'released', 0, '[]', $2, $3, $3)
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok((None, ReservationState::Released))
 }
 
 /// Puts a sale's units back on hand: the order was cancelled after it was
@@ -353,21 +344,51 @@ pub async fn restock(tx: &mut Tx, order_id: &str, reason: &str) -> Result<bool, 
     if moved.rows_affected() == 0 {
         return Ok(false);
     }
-    let lines = sqlx::query("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1")
-        .bind(order_id)
-        .fetch_all(&mut **tx)
-        .await?;
-    for line in &lines {
-        let sku: String = line.try_get("sku")?;
-        let quantity: i64 = line.try_get("quantity")?;
-        sqlx::query("UPDATE stock SET on_hand = on_hand + $1, updated_at = $2 WHERE sku = $3")
-            .bind(quantity)
-            .bind(now)
-            .bind(sku)
-            .execute(&mut **tx)
-            .await?;
-    }
+    move_reserved_stock(tx, order_id, StockChange::Restock, now).await?;
     Ok(true)
+}
+
+/// What happens to the stock rows of an order's reserved lines.
+#[derive(Debug, Clone, Copy)]
+enum StockChange {
+    /// Paid: the units leave both on-hand and reserved.
+    Sell,
+    /// Released or expired: the units are available again.
+    Unreserve,
+    /// A sale undone before shipping: the units are back on hand.
+    Restock,
+}
+
+/// Applies `change` to the stock of every line `order_id` reserved, in one
+/// statement (the lines' SKUs are unique per order, so each stock row
+/// joins one line). The caller has just moved the reservation's state
+/// conditionally, so this runs once per change however often it is asked.
+async fn move_reserved_stock(
+    tx: &mut Tx,
+    order_id: &str,
+    change: StockChange,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let statement = match change {
+        StockChange::Sell => {
+            "UPDATE stock SET on_hand = on_hand - l.quantity, reserved = reserved - l.quantity, updated_at = $2
+             FROM reservation_lines AS l WHERE l.order_id = $1 AND l.sku = stock.sku"
+        }
+        StockChange::Unreserve => {
+            "UPDATE stock SET reserved = reserved - l.quantity, updated_at = $2
+             FROM reservation_lines AS l WHERE l.order_id = $1 AND l.sku = stock.sku"
+        }
+        StockChange::Restock => {
+            "UPDATE stock SET on_hand = on_hand + l.quantity, updated_at = $2
+             FROM reservation_lines AS l WHERE l.order_id = $1 AND l.sku = stock.sku"
+        }
+    };
+    sqlx::query(statement)
+        .bind(order_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Orders whose reservation has run out, oldest first.

@@ -141,6 +141,12 @@ async fn reservation_rules(db: Db) {
         0,
         "nothing reserved when one line is short"
     );
+    let kept: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM reservation_lines WHERE order_id = 'ord_a'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(kept, 0, "a rejected order keeps no lines");
 
     assert!(matches!(
         reserve(&db, "ord_b", &[("MUG", 2), ("mug", 1)], 60_000).await,
@@ -251,6 +257,37 @@ async fn reservation_rules(db: Db) {
         ),
         (5, "delivery", 5)
     );
+
+    // A sale moves the units off the books once, however often the payment
+    // arrives; a cancellation after it puts them back once.
+    for _ in 0..2 {
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(
+            reservations::commit(&mut tx, "ord_e", None).await.unwrap(),
+            ReservationState::Committed
+        );
+        tx.commit().await.unwrap();
+        let sold = level(&db, "MUG").await;
+        assert_eq!((sold.on_hand, sold.reserved), (1, 0));
+    }
+    for _ in 0..2 {
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(
+            reservations::release(
+                &mut tx,
+                "ord_e",
+                ReservationState::Released,
+                "cancelled",
+                None
+            )
+            .await
+            .unwrap(),
+            ReservationState::Released
+        );
+        tx.commit().await.unwrap();
+        let back = level(&db, "MUG").await;
+        assert_eq!((back.on_hand, back.reserved), (5, 0));
+    }
 }
 
 #[tokio::test]
