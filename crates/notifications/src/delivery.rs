@@ -1,6 +1,8 @@
-//! The sender: takes due messages, writes them on their first try, hands
-//! them to the transport, and records what happened (with what the
-//! message says, when this try wrote it) in one transaction.
+//! The sender: takes due messages a round at a time (up to
+//! [`CONCURRENCY`], in one claim), writes each on its first try, hands
+//! them to the transport together, and records what happened to the whole
+//! round (with what each message says, when this try wrote it) in one
+//! transaction.
 //!
 //! A failed try is tried again after an exponential, jittered backoff
 //! (`notifications.initial_backoff_ms` doubling up to `max_backoff_ms`);
@@ -34,10 +36,10 @@ use secrecy::ExposeSecret;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, AfterFailure, Message, Rendered};
+use crate::store::{self, AfterFailure, Message, Rendered, Try, TryOutcome};
 use crate::templates::{self, Context, Line, Written};
 
-/// How many messages are sent at once.
+/// How many messages a round takes and sends at once.
 const CONCURRENCY: usize = 8;
 /// How many due messages one look at the table takes.
 const BATCH: i64 = 64;
@@ -102,6 +104,15 @@ impl Transport {
     }
 }
 
+/// A message after its try, before the try is recorded.
+struct Tried {
+    message: Message,
+    /// This try wrote it (the copy to store with the outcome).
+    written_now: bool,
+    /// The transport's answer, or what was missing to write it.
+    result: Result<(), String>,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TryLabels {
     pub kind: &'static str,
@@ -144,54 +155,84 @@ impl Sender {
                 }
                 continue;
             }
-            for chunk in due.chunks(CONCURRENCY) {
-                let sends = chunk.iter().map(|id| self.deliver(id));
-                for result in futures_util::future::join_all(sends).await {
-                    if let Err(error) = result {
-                        tracing::warn!(%error, "cannot record a delivery; it will be tried again");
-                    }
+            for round in due.chunks(CONCURRENCY) {
+                if let Err(error) = self.deliver(round).await {
+                    tracing::warn!(%error, "cannot record a round of deliveries; it will be tried again");
                 }
             }
         }
     }
 
-    /// One try of one message, if no other sender has it.
-    async fn deliver(&self, id: &str) -> Result<(), sqlx::Error> {
+    /// One try of each of `ids` that no other sender has: claimed in one
+    /// statement, sent concurrently, recorded in one transaction.
+    async fn deliver(&self, ids: &[String]) -> Result<(), sqlx::Error> {
         let lease_ms = i64::try_from(self.settings.smtp.timeout_secs.saturating_mul(1000))
             .unwrap_or(i64::MAX / 4)
             .saturating_add(30_000);
-        let Some(mut message) = store::claim(&self.db, id, now_millis(), lease_ms).await? else {
-            return Ok(());
-        };
-        let attempt = message.attempts + 1;
-        let (outcome, written_now) = match self.written(&mut message).await? {
+        let claimed = store::claim(&self.db, ids, now_millis(), lease_ms).await?;
+        let sends = claimed.into_iter().map(|message| self.send_once(message));
+        let mut tried = Vec::new();
+        for result in futures_util::future::join_all(sends).await {
+            match result {
+                Ok(one) => tried.push(one),
+                // Not recorded: tried again once its lease runs out.
+                Err(error) => {
+                    tracing::warn!(%error, "cannot write a message; it will be tried again")
+                }
+            }
+        }
+        let tries: Vec<Try<'_>> = tried.iter().map(|one| self.outcome(one)).collect();
+        store::record_tries(&self.db, &tries).await?;
+        let now = now_millis();
+        for (one, done) in tried.iter().zip(&tries) {
+            self.count_and_log(&one.message, done, now);
+        }
+        if tries.iter().any(|done| {
+            matches!(
+                done.outcome,
+                TryOutcome::Failed {
+                    after: AfterFailure::Dead(_),
+                    ..
+                }
+            )
+        }) {
+            self.outbox.notify();
+        }
+        Ok(())
+    }
+
+    /// Writes `message` if no earlier try did and hands it to the transport.
+    async fn send_once(&self, mut message: Message) -> Result<Tried, sqlx::Error> {
+        let (result, written_now) = match self.written(&mut message).await? {
             Ok(written_now) => (self.transport.send(&self.from, &message).await, written_now),
             Err(not_yet) => (Err(not_yet), false),
         };
+        Ok(Tried {
+            message,
+            written_now,
+            result,
+        })
+    }
+
+    /// What a try comes to: sent, tried again after a backoff, or dead
+    /// after the last try (with its dead letter).
+    fn outcome<'a>(&self, tried: &'a Tried) -> Try<'a> {
+        let message = &tried.message;
+        let attempt = message.attempts + 1;
         // Stored with this try's outcome, in its transaction.
-        let rendered = written_now.then(|| Rendered {
+        let rendered = tried.written_now.then(|| Rendered {
             user_id: &message.user_id,
             to: &message.to_address,
             subject: &message.subject,
             text: &message.text_body,
             html: &message.html_body,
         });
-        let kind = message.kind.as_str();
-        match outcome {
-            Ok(()) => {
-                store::mark_sent(&self.db, id, attempt, rendered.as_ref()).await?;
-                self.tries
-                    .get_or_create(&TryLabels {
-                        kind,
-                        outcome: "sent",
-                    })
-                    .inc();
-                tracing::info!(message_id = id, kind, attempt, "message delivered");
-            }
+        let outcome = match &tried.result {
+            Ok(()) => TryOutcome::Sent,
             Err(error) if attempt >= message.give_up_after => {
                 let dead_letter = NotificationDeadLetteredV1 {
                     message_id: message.id.clone(),
-                    kind: kind.to_owned(),
+                    kind: message.kind.as_str().to_owned(),
                     user_id: message.user_id.clone(),
                     order_id: message.order_id.clone(),
                     error: error.clone(),
@@ -200,23 +241,10 @@ impl Sender {
                     original_event: message.source_event.clone(),
                 }
                 .to_cloud_event("/kart/notifications", None);
-                store::mark_failed(
-                    &self.db,
-                    id,
-                    attempt,
-                    &error,
-                    &AfterFailure::Dead(dead_letter),
-                    rendered.as_ref(),
-                )
-                .await?;
-                self.outbox.notify();
-                self.tries
-                    .get_or_create(&TryLabels {
-                        kind,
-                        outcome: "dead",
-                    })
-                    .inc();
-                tracing::error!(message_id = id, kind, attempt, %error, "message undeliverable; dead-lettered");
+                TryOutcome::Failed {
+                    error: error.clone(),
+                    after: AfterFailure::Dead(dead_letter),
+                }
             }
             Err(error) => {
                 let round_start =
@@ -229,25 +257,46 @@ impl Sender {
                 );
                 let retry_at = now_millis()
                     .saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 4));
-                store::mark_failed(
-                    &self.db,
-                    id,
-                    attempt,
-                    &error,
-                    &AfterFailure::RetryAt(retry_at),
-                    rendered.as_ref(),
-                )
-                .await?;
-                self.tries
-                    .get_or_create(&TryLabels {
-                        kind,
-                        outcome: "failed",
-                    })
-                    .inc();
-                tracing::warn!(message_id = id, kind, attempt, %error, retry_in_ms = delay.as_millis() as u64, "message not delivered; will try again");
+                TryOutcome::Failed {
+                    error: error.clone(),
+                    after: AfterFailure::RetryAt(retry_at),
+                }
             }
+        };
+        Try {
+            message_id: &message.id,
+            attempt,
+            rendered,
+            outcome,
         }
-        Ok(())
+    }
+
+    /// Counts and logs a recorded try.
+    fn count_and_log(&self, message: &Message, done: &Try<'_>, now: i64) {
+        let kind = message.kind.as_str();
+        let (id, attempt) = (done.message_id, done.attempt);
+        let outcome = match &done.outcome {
+            TryOutcome::Sent => {
+                tracing::info!(message_id = id, kind, attempt, "message delivered");
+                "sent"
+            }
+            TryOutcome::Failed {
+                error,
+                after: AfterFailure::Dead(_),
+            } => {
+                tracing::error!(message_id = id, kind, attempt, %error, "message undeliverable; dead-lettered");
+                "dead"
+            }
+            TryOutcome::Failed {
+                error,
+                after: AfterFailure::RetryAt(at),
+            } => {
+                let retry_in_ms = at.saturating_sub(now).max(0);
+                tracing::warn!(message_id = id, kind, attempt, %error, retry_in_ms, "message not delivered; will try again");
+                "failed"
+            }
+        };
+        self.tries.get_or_create(&TryLabels { kind, outcome }).inc();
     }
 
     /// Writes `message` unless an earlier try did: `true` when this call

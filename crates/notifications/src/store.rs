@@ -211,27 +211,35 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Err
     .await
 }
 
-/// Takes `id` for one try until `now + lease_ms`, or `None` if another
-/// sender has it or it is no longer pending.
+/// Takes those of `ids` that are still pending and held by nobody, for
+/// one try each until `now + lease_ms`, in one statement; returns the
+/// messages taken (an id another sender holds, or no longer pending, is
+/// left out). What is returned is exactly the row each lease was taken on.
 pub async fn claim(
     db: &Db,
-    id: &str,
+    ids: &[String],
     now: i64,
     lease_ms: i64,
-) -> Result<Option<Message>, sqlx::Error> {
-    // The message comes back with the claim: one statement, and what is
-    // read is exactly the row the lease was taken on.
-    let taken = sqlx::query(&format!(
-        "UPDATE messages SET lease_until = $3
-         WHERE id = $1 AND status = 'pending' AND lease_until <= $2
-         RETURNING {MESSAGE_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(now)
-    .bind(now + lease_ms)
-    .fetch_optional(db.pool())
-    .await?;
-    taken.as_ref().map(message_from).transpose()
+) -> Result<Vec<Message>, sqlx::Error> {
+    let Some(last) = ids.last() else {
+        return Ok(Vec::new());
+    };
+    // Padded to a power of two by repeating the last id, as kit's inbox
+    // does, so a few statement texts cover every round and stay prepared.
+    let slots = ids.len().next_power_of_two();
+    let list: Vec<String> = (0..slots).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "UPDATE messages SET lease_until = $2
+         WHERE id IN ({}) AND status = 'pending' AND lease_until <= $1
+         RETURNING {MESSAGE_COLUMNS}",
+        list.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(now).bind(now + lease_ms);
+    for i in 0..slots {
+        query = query.bind(ids.get(i).unwrap_or(last));
+    }
+    let taken = query.fetch_all(db.pool()).await?;
+    taken.iter().map(message_from).collect()
 }
 
 pub async fn message(db: &Db, id: &str) -> Result<Option<Message>, sqlx::Error> {
@@ -296,26 +304,6 @@ pub struct Rendered<'a> {
     pub html: &'a str,
 }
 
-/// Stores what a message says, in the transaction that records the try
-/// it was written for: one commit per try, and the copy kept is the one
-/// that try sent.
-async fn save_rendered(tx: &mut Tx, id: &str, rendered: &Rendered<'_>) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE messages SET user_id = $2, to_address = $3, subject = $4, text_body = $5,
-             html_body = $6
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(rendered.user_id)
-    .bind(rendered.to)
-    .bind(rendered.subject)
-    .bind(rendered.text)
-    .bind(rendered.html)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 async fn record_attempt(
     tx: &mut Tx,
     id: &str,
@@ -337,31 +325,50 @@ async fn record_attempt(
     Ok(())
 }
 
-/// The try numbered `attempt` delivered the message; `rendered` is what
-/// it said when this try was the one that wrote it.
-pub async fn mark_sent(
-    db: &Db,
-    id: &str,
+/// Where a try leaves its message.
+struct AfterTry<'a> {
+    status: Status,
     attempt: i64,
+    error: &'a str,
+    /// A new due time; `None` keeps the stored one.
+    next_attempt_at: Option<i64>,
+    /// When it was delivered; `None` keeps the stored one.
+    sent_at: Option<i64>,
+}
+
+/// Moves the message to where its try left it and drops the lease, in
+/// one statement that also stores what the message says when this try
+/// was the one that wrote it (`COALESCE` keeps the stored copy
+/// otherwise): the copy kept is the one that try sent.
+async fn update_after_try(
+    tx: &mut Tx,
+    id: &str,
+    after: &AfterTry<'_>,
     rendered: Option<&Rendered<'_>>,
 ) -> Result<(), sqlx::Error> {
-    let now = now_millis();
-    let mut tx = db.begin().await?;
-    if let Some(rendered) = rendered {
-        save_rendered(&mut tx, id, rendered).await?;
-    }
-    record_attempt(&mut tx, id, attempt, now, None).await?;
     sqlx::query(
-        "UPDATE messages SET status = 'sent', attempts = $2, sent_at = $3, last_error = '',
-             lease_until = 0
+        "UPDATE messages SET status = $2, attempts = $3, last_error = $4,
+             next_attempt_at = COALESCE($5, next_attempt_at), sent_at = COALESCE($6, sent_at),
+             lease_until = 0,
+             user_id = COALESCE($7, user_id), to_address = COALESCE($8, to_address),
+             subject = COALESCE($9, subject), text_body = COALESCE($10, text_body),
+             html_body = COALESCE($11, html_body)
          WHERE id = $1",
     )
     .bind(id)
-    .bind(attempt)
-    .bind(now)
-    .execute(&mut *tx)
+    .bind(after.status.as_str())
+    .bind(after.attempt)
+    .bind(after.error)
+    .bind(after.next_attempt_at)
+    .bind(after.sent_at)
+    .bind(rendered.map(|r| r.user_id))
+    .bind(rendered.map(|r| r.to))
+    .bind(rendered.map(|r| r.subject))
+    .bind(rendered.map(|r| r.text))
+    .bind(rendered.map(|r| r.html))
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// What happens after a failed try.
@@ -373,41 +380,71 @@ pub enum AfterFailure {
     Dead(kit::cloudevents::CloudEvent),
 }
 
-/// The try numbered `attempt` failed with `error`; `rendered` as for
-/// [`mark_sent`].
-pub async fn mark_failed(
-    db: &Db,
-    id: &str,
-    attempt: i64,
-    error: &str,
-    after: &AfterFailure,
-    rendered: Option<&Rendered<'_>>,
-) -> Result<(), sqlx::Error> {
+/// How a try went.
+pub enum TryOutcome {
+    Sent,
+    Failed { error: String, after: AfterFailure },
+}
+
+/// One try of one message, to record.
+pub struct Try<'a> {
+    pub message_id: &'a str,
+    /// The try's number, counting every try the message has had.
+    pub attempt: i64,
+    /// What the message said, when this try was the one that wrote it.
+    pub rendered: Option<Rendered<'a>>,
+    pub outcome: TryOutcome,
+}
+
+/// Records a round of tries in one transaction: each try's attempt row and
+/// where it leaves its message, and the dead letters of messages that ran
+/// out of tries (through the outbox). One commit for the round, not one per
+/// message; should it fail, every message of the round is tried again once
+/// its lease runs out (delivery is at least once either way).
+pub async fn record_tries(db: &Db, tries: &[Try<'_>]) -> Result<(), sqlx::Error> {
+    if tries.is_empty() {
+        return Ok(());
+    }
     let now = now_millis();
     let mut tx = db.begin().await?;
-    if let Some(rendered) = rendered {
-        save_rendered(&mut tx, id, rendered).await?;
+    for done in tries {
+        let id = done.message_id;
+        let after = match &done.outcome {
+            TryOutcome::Sent => {
+                record_attempt(&mut tx, id, done.attempt, now, None).await?;
+                AfterTry {
+                    status: Status::Sent,
+                    attempt: done.attempt,
+                    error: "",
+                    next_attempt_at: None,
+                    sent_at: Some(now),
+                }
+            }
+            TryOutcome::Failed { error, after } => {
+                record_attempt(&mut tx, id, done.attempt, now, Some(error)).await?;
+                let (status, next) = match after {
+                    AfterFailure::RetryAt(at) => (Status::Pending, *at),
+                    AfterFailure::Dead(dead_letter) => {
+                        kit::outbox::enqueue(
+                            &mut tx,
+                            contracts::topics::NOTIFICATION_DLQ,
+                            dead_letter,
+                        )
+                        .await?;
+                        (Status::Dead, now)
+                    }
+                };
+                AfterTry {
+                    status,
+                    attempt: done.attempt,
+                    error,
+                    next_attempt_at: Some(next),
+                    sent_at: None,
+                }
+            }
+        };
+        update_after_try(&mut tx, id, &after, done.rendered.as_ref()).await?;
     }
-    record_attempt(&mut tx, id, attempt, now, Some(error)).await?;
-    let (status, next) = match after {
-        AfterFailure::RetryAt(at) => ("pending", *at),
-        AfterFailure::Dead(dead_letter) => {
-            kit::outbox::enqueue(&mut tx, contracts::topics::NOTIFICATION_DLQ, dead_letter).await?;
-            ("dead", now)
-        }
-    };
-    sqlx::query(
-        "UPDATE messages SET status = $2, attempts = $3, last_error = $4, next_attempt_at = $5,
-             lease_until = 0
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(attempt)
-    .bind(error)
-    .bind(next)
-    .execute(&mut *tx)
-    .await?;
     tx.commit().await
 }
 
