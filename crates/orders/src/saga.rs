@@ -93,6 +93,19 @@ pub async fn advance(
     trace: Option<TraceParent>,
 ) -> Result<(), SagaError> {
     let order = head(tx, order_id).await?;
+    advance_read(tx, order, cause, detail, trace).await
+}
+
+/// [`advance`] for an order this transaction has just read (its head, as
+/// it now stands): one read fewer.
+async fn advance_read(
+    tx: &mut Tx,
+    order: Order,
+    cause: Cause,
+    detail: &str,
+    trace: Option<TraceParent>,
+) -> Result<(), SagaError> {
+    let order_id = order.id.as_str();
     let next = order.status.apply(&cause).map_err(SagaError::Refused)?;
     let now = now_millis();
     let failure_code = (next == Status::Failed).then(|| cause.code());
@@ -220,10 +233,12 @@ pub async fn payment_captured(
     amount_minor: i64,
     trace: Option<TraceParent>,
 ) -> Result<(), SagaError> {
-    let order = head(tx, order_id).await?;
+    let mut order = head(tx, order_id).await?;
     store::add_money(tx, order_id, amount_minor, 0, 0, now_millis()).await?;
     if order.status == Status::Reserved {
-        return advance(tx, order_id, Cause::PaymentCaptured, "", trace).await;
+        // The row as it now stands: the same head with the money added.
+        order.captured_minor += amount_minor;
+        return advance_read(tx, order, Cause::PaymentCaptured, "", trace).await;
     }
     let order = head(tx, order_id).await?;
     if matches!(order.status, Status::Cancelled | Status::Failed) {
