@@ -46,10 +46,29 @@ pub struct Kart {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `count` different free loopback ports. Every listener is held until all
+/// are chosen: a port let go at once can be handed out again by the next
+/// bind, and two services given one port left one of them dead while the
+/// other answered its readiness checks.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
+}
+
+/// An error naming the first of `children` (started as `names`) that has
+/// exited.
+fn none_exited(names: &[&str], children: &mut [Child]) -> anyhow::Result<()> {
+    for (name, child) in names.iter().zip(children) {
+        if let Some(status) = child.try_wait()? {
+            bail!("kart serve {name} exited ({status}) before the run started; its error is above");
+        }
+    }
+    Ok(())
 }
 
 fn kart_command() -> anyhow::Result<Command> {
@@ -150,12 +169,10 @@ impl Kart {
             .rsplit_once('/')
             .map_or(postgres.as_str(), |(s, _)| s)
             .to_owned();
-        let mut ports = Vec::new();
-        for _ in SERVICE_NAMES {
-            ports.push(free_port()?);
-        }
+        let ports = free_ports(SERVICE_NAMES.len())?;
         let secret = format!("{}{}", kit::new_id("jwt"), kit::new_id("k"));
         let mut children = Vec::new();
+        let mut started_names = Vec::new();
         // The domain services first, the gateway last.
         for service in SERVICE_NAMES.iter().rev() {
             let mut command = kart_command()?;
@@ -186,6 +203,7 @@ impl Kart {
                     .spawn()
                     .with_context(|| format!("starting kart serve {service}"))?,
             );
+            started_names.push(*service);
         }
         let client = reqwest::Client::new();
         let started = Instant::now();
@@ -199,12 +217,18 @@ impl Kart {
                 if ready {
                     break;
                 }
+                // A service that exited (its port taken, its database
+                // unreachable) never gets ready: say so now, not after
+                // the timeout.
+                none_exited(&started_names, &mut children)?;
                 if started.elapsed() > Duration::from_secs(120) {
                     bail!("kart serve {service} was not ready within 120 s");
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+        // And none answered ready in a dead one's place.
+        none_exited(&started_names, &mut children)?;
         Ok(Kart {
             url: format!("http://127.0.0.1:{}", ports[0]),
             admin_email: "bench-admin@kart.localhost".into(),
@@ -292,5 +316,18 @@ impl Kart {
                 "The run's databases (kart_bench_*) stay on the PostgreSQL server; drop them when done."
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ports_of_a_run_are_all_different() {
+        let ports = free_ports(64).unwrap();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), 64, "{ports:?}");
+        assert!(ports.iter().all(|&port| port != 0));
     }
 }
