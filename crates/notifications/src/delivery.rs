@@ -307,10 +307,15 @@ impl Sender {
         if message.is_rendered() {
             return Ok(Ok(false));
         }
-        let order = if message.order_id.is_empty() {
-            None
+        // The order and its recipient come in one read; a message about
+        // no order (or an order not known yet) reads the recipient alone.
+        let (order, recipient) = if message.order_id.is_empty() {
+            (None, None)
         } else {
-            store::order_summary(&self.db, &message.order_id).await?
+            match store::order_and_recipient(&self.db, &message.order_id, &message.user_id).await? {
+                Some((order, recipient)) => (Some(order), recipient),
+                None => (None, None),
+            }
         };
         let user_id = if message.user_id.is_empty() {
             match &order {
@@ -325,7 +330,13 @@ impl Sender {
         } else {
             message.user_id.clone()
         };
-        let Some((email, display_name)) = store::recipient(&self.db, &user_id).await? else {
+        let recipient = match (recipient, &order) {
+            (Some(recipient), _) => Some(recipient),
+            // Read with the order and not found: not known yet either.
+            (None, Some(_)) => None,
+            (None, None) => store::recipient(&self.db, &user_id).await?,
+        };
+        let Some((email, display_name)) = recipient else {
             return Ok(Err(format!(
                 "the address of user {user_id} is not known yet (its user.registered event was not read)"
             )));
@@ -333,9 +344,10 @@ impl Sender {
         let mut lines = Vec::new();
         let mut total = None;
         if let Some(order) = &order {
+            let skus: Vec<&str> = order.lines.iter().map(|line| line.sku.as_str()).collect();
+            let names = store::product_names(&self.db, &skus).await?;
             for line in &order.lines {
-                let name = store::product_name(&self.db, &line.sku).await?;
-                lines.push(Line::from_event(line, name));
+                lines.push(Line::from_event(line, names.get(&line.sku).cloned()));
             }
             total = Some((order.total_minor, order.currency.clone()));
         }

@@ -7,6 +7,8 @@
 //! (two replicas, or a replica and a slow predecessor) never send one
 //! message at the same time.
 
+use std::collections::HashMap;
+
 use contracts::events::{OrderCreatedV1, OrderLineV1};
 use kit::db::{Db, Tx, now_millis};
 use sqlx::Row;
@@ -269,30 +271,57 @@ pub struct OrderSummary {
     pub currency: String,
 }
 
-pub async fn order_summary(db: &Db, order_id: &str) -> Result<Option<OrderSummary>, sqlx::Error> {
+/// The order a message is about, and who it goes to (email, display
+/// name), in one statement: the user `user_id`, or the order's own when
+/// `user_id` is empty. `None` if the order is not known yet.
+pub async fn order_and_recipient(
+    db: &Db,
+    order_id: &str,
+    user_id: &str,
+) -> Result<Option<(OrderSummary, Option<(String, String)>)>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT user_id, lines, total_minor, currency FROM order_summaries WHERE order_id = $1",
+        "SELECT o.user_id, o.lines, o.total_minor, o.currency, r.email, r.display_name
+         FROM order_summaries o
+         LEFT JOIN recipients r ON r.user_id = COALESCE(NULLIF($2, ''), o.user_id)
+         WHERE o.order_id = $1",
     )
     .bind(order_id)
+    .bind(user_id)
     .fetch_optional(db.pool())
     .await?;
     let Some(row) = row else {
         return Ok(None);
     };
     let lines: String = row.try_get("lines")?;
-    Ok(Some(OrderSummary {
+    let order = OrderSummary {
         user_id: row.try_get("user_id")?,
         lines: serde_json::from_str(&lines).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         total_minor: row.try_get("total_minor")?,
         currency: row.try_get("currency")?,
-    }))
+    };
+    let email: Option<String> = row.try_get("email")?;
+    let display_name: Option<String> = row.try_get("display_name")?;
+    Ok(Some((order, email.zip(display_name))))
 }
 
-pub async fn product_name(db: &Db, sku: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT name FROM product_names WHERE sku = $1")
-        .bind(sku)
-        .fetch_optional(db.pool())
-        .await
+/// The names of those of `skus` that are known, by SKU, in one statement
+/// (the list padded to a power of two, so a few statement texts cover
+/// every order's size).
+pub async fn product_names(db: &Db, skus: &[&str]) -> Result<HashMap<String, String>, sqlx::Error> {
+    let Some(last) = skus.last() else {
+        return Ok(HashMap::new());
+    };
+    let slots = skus.len().next_power_of_two();
+    let list: Vec<String> = (1..=slots).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT sku, name FROM product_names WHERE sku IN ({})",
+        list.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(&sql);
+    for i in 0..slots {
+        query = query.bind(*skus.get(i).unwrap_or(last));
+    }
+    Ok(query.fetch_all(db.pool()).await?.into_iter().collect())
 }
 
 /// What a message says, once written.
