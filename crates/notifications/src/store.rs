@@ -213,6 +213,17 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Err
     .await
 }
 
+/// The placeholders of an `IN` list of `len` values bound from `$first`
+/// on, and how many to bind: the list is padded to a power of two, the
+/// caller binding its last value again in the extra places (as kit's
+/// inbox does), so a few statement texts cover every size and stay in
+/// each connection's prepared-statement cache.
+fn padded_list(len: usize, first: usize) -> (String, usize) {
+    let slots = len.next_power_of_two();
+    let list: Vec<String> = (first..first + slots).map(|i| format!("${i}")).collect();
+    (list.join(", "), slots)
+}
+
 /// Takes those of `ids` that are still pending and held by nobody, for
 /// one try each until `now + lease_ms`, in one statement; returns the
 /// messages taken (an id another sender holds, or no longer pending, is
@@ -226,15 +237,11 @@ pub async fn claim(
     let Some(last) = ids.last() else {
         return Ok(Vec::new());
     };
-    // Padded to a power of two by repeating the last id, as kit's inbox
-    // does, so a few statement texts cover every round and stay prepared.
-    let slots = ids.len().next_power_of_two();
-    let list: Vec<String> = (0..slots).map(|i| format!("${}", i + 3)).collect();
+    let (list, slots) = padded_list(ids.len(), 3);
     let sql = format!(
         "UPDATE messages SET lease_until = $2
-         WHERE id IN ({}) AND status = 'pending' AND lease_until <= $1
-         RETURNING {MESSAGE_COLUMNS}",
-        list.join(", ")
+         WHERE id IN ({list}) AND status = 'pending' AND lease_until <= $1
+         RETURNING {MESSAGE_COLUMNS}"
     );
     let mut query = sqlx::query(&sql).bind(now).bind(now + lease_ms);
     for i in 0..slots {
@@ -304,19 +311,13 @@ pub async fn order_and_recipient(
     Ok(Some((order, email.zip(display_name))))
 }
 
-/// The names of those of `skus` that are known, by SKU, in one statement
-/// (the list padded to a power of two, so a few statement texts cover
-/// every order's size).
+/// The names of those of `skus` that are known, by SKU, in one statement.
 pub async fn product_names(db: &Db, skus: &[&str]) -> Result<HashMap<String, String>, sqlx::Error> {
     let Some(last) = skus.last() else {
         return Ok(HashMap::new());
     };
-    let slots = skus.len().next_power_of_two();
-    let list: Vec<String> = (1..=slots).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT sku, name FROM product_names WHERE sku IN ({})",
-        list.join(", ")
-    );
+    let (list, slots) = padded_list(skus.len(), 1);
+    let sql = format!("SELECT sku, name FROM product_names WHERE sku IN ({list})");
     let mut query = sqlx::query_as::<_, (String, String)>(&sql);
     for i in 0..slots {
         query = query.bind(*skus.get(i).unwrap_or(last));
@@ -593,4 +594,17 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status")
         .fetch_all(db.pool())
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::padded_list;
+
+    #[test]
+    fn in_lists_are_padded_to_a_power_of_two_from_their_first_place() {
+        assert_eq!(padded_list(1, 1), ("$1".to_owned(), 1));
+        assert_eq!(padded_list(3, 3), ("$3, $4, $5, $6".to_owned(), 4));
+        assert_eq!(padded_list(8, 2).1, 8);
+        assert_eq!(padded_list(9, 1).1, 16);
+    }
 }
