@@ -60,10 +60,10 @@ fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
-/// An error naming the first of `children` (started as `names`) that has
-/// exited.
-fn none_exited(names: &[&str], children: &mut [Child]) -> anyhow::Result<()> {
-    for (name, child) in names.iter().zip(children) {
+/// An error naming the first of a distributed run's `children` (started
+/// in the order of `SERVICE_NAMES` reversed) that has exited.
+fn none_exited(children: &mut [Child]) -> anyhow::Result<()> {
+    for (name, child) in SERVICE_NAMES.iter().rev().zip(children) {
         if let Some(status) = child.try_wait()? {
             bail!("kart serve {name} exited ({status}) before the run started; its error is above");
         }
@@ -172,7 +172,6 @@ impl Kart {
         let ports = free_ports(SERVICE_NAMES.len())?;
         let secret = format!("{}{}", kit::new_id("jwt"), kit::new_id("k"));
         let mut children = Vec::new();
-        let mut started_names = Vec::new();
         // The domain services first, the gateway last.
         for service in SERVICE_NAMES.iter().rev() {
             let mut command = kart_command()?;
@@ -203,7 +202,6 @@ impl Kart {
                     .spawn()
                     .with_context(|| format!("starting kart serve {service}"))?,
             );
-            started_names.push(*service);
         }
         let client = reqwest::Client::new();
         let started = Instant::now();
@@ -220,7 +218,7 @@ impl Kart {
                 // A service that exited (its port taken, its database
                 // unreachable) never gets ready: say so now, not after
                 // the timeout.
-                none_exited(&started_names, &mut children)?;
+                none_exited(&mut children)?;
                 if started.elapsed() > Duration::from_secs(120) {
                     bail!("kart serve {service} was not ready within 120 s");
                 }
@@ -228,7 +226,7 @@ impl Kart {
             }
         }
         // And none answered ready in a dead one's place.
-        none_exited(&started_names, &mut children)?;
+        none_exited(&mut children)?;
         Ok(Kart {
             url: format!("http://127.0.0.1:{}", ports[0]),
             admin_email: "bench-admin@kart.localhost".into(),

@@ -235,12 +235,11 @@ pub async fn payment_captured(
 ) -> Result<(), SagaError> {
     let mut order = head(tx, order_id).await?;
     store::add_money(tx, order_id, amount_minor, 0, 0, now_millis()).await?;
+    // The row as it now stands: the same head with the money added.
+    order.captured_minor += amount_minor;
     if order.status == Status::Reserved {
-        // The row as it now stands: the same head with the money added.
-        order.captured_minor += amount_minor;
         return advance_read(tx, order, Cause::PaymentCaptured, "", trace).await;
     }
-    let order = head(tx, order_id).await?;
     if matches!(order.status, Status::Cancelled | Status::Failed) {
         request_refund(
             tx,
