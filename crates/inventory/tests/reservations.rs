@@ -10,23 +10,15 @@ use inventory::store::{self, ReserveOutcome, StockLevel};
 use inventory::{events, reservations};
 use kit::Db;
 use kit::db::now_millis;
-use kit::migrate;
-use kit::service::KIT_MIGRATIONS;
-
-async fn migrated(db: Db) -> Db {
-    migrate::run(&db, "kit", KIT_MIGRATIONS).await.unwrap();
-    migrate::run(&db, "inventory", inventory::MIGRATIONS)
-        .await
-        .unwrap();
-    db
-}
 
 async fn postgres() -> Db {
-    migrated(kit::testing::postgres_db().await).await
+    let db = kit::testing::postgres_db().await;
+    kit::testing::migrated(db, "inventory", inventory::MIGRATIONS).await
 }
 
 async fn sqlite(dir: &tempfile::TempDir) -> Db {
-    migrated(kit::testing::sqlite_db(dir.path()).await).await
+    let db = kit::testing::sqlite_db(dir.path()).await;
+    kit::testing::migrated(db, "inventory", inventory::MIGRATIONS).await
 }
 
 async fn stock(db: &Db, sku: &str, units: i64) {

@@ -20,6 +20,8 @@ use crate::bus::embedded::EmbeddedBus;
 use crate::bus::kafka::KafkaBus;
 use crate::config::{BusKind, DatabaseSettings, Mode, Settings};
 use crate::db::Db;
+use crate::migrate::{self, Migration};
+use crate::service::KIT_MIGRATIONS;
 
 /// A name no other test uses: `<prefix>_<random>`.
 pub fn unique(prefix: &str) -> String {
@@ -57,6 +59,17 @@ pub async fn sqlite_db(dir: &Path) -> Db {
     Db::connect(&SecretString::from(url), &database_settings())
         .await
         .expect("SQLite database for tests")
+}
+
+/// `db` with kit's tables and those of `migrations` (under `scope`): a
+/// service's database as the service finds it once started.
+pub async fn migrated(db: Db, scope: &str, migrations: &[Migration]) -> Db {
+    for (scope, list) in [("kit", KIT_MIGRATIONS), (scope, migrations)] {
+        migrate::run(&db, scope, list)
+            .await
+            .expect("the migrations apply");
+    }
+    db
 }
 
 /// The broker the test command started.

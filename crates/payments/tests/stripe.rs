@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use fake_stripe::FakeStripe;
 use kit::Db;
-use kit::migrate;
-use kit::service::KIT_MIGRATIONS;
 use payments::card::CardInput;
 use payments::provider::{
     ChargeOutcome, ChargeRequest, CheckoutRequest, OpenedCheckout, PaymentProvider,
@@ -30,11 +28,8 @@ struct Setup {
 async fn setup_with_key(api_key: &str) -> Setup {
     let fake = FakeStripe::start(API_KEY, WEBHOOK_SECRET).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db: Db = kit::testing::sqlite_db(dir.path()).await;
-    migrate::run(&db, "kit", KIT_MIGRATIONS).await.unwrap();
-    migrate::run(&db, "payments", payments::MIGRATIONS)
-        .await
-        .unwrap();
+    let db = kit::testing::sqlite_db(dir.path()).await;
+    let db: Db = kit::testing::migrated(db, "payments", payments::MIGRATIONS).await;
     let provider = StripeProvider::new(
         fake.url(),
         SecretString::from(api_key),

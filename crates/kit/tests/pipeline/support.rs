@@ -17,9 +17,8 @@ use kit::bus::{
 use kit::cloudevents::{CloudEvent, new_event_id};
 use kit::consumer::{ConsumerRunner, ConsumerSpec, Handler, HandlerError, RetryPolicy};
 use kit::metrics::Metrics;
-use kit::migrate::{self, Migration};
+use kit::migrate::Migration;
 use kit::outbox::Relay;
-use kit::service::KIT_MIGRATIONS;
 use kit::telemetry::TraceParent;
 use kit::{Db, Tx};
 use sqlx::Row;
@@ -109,8 +108,7 @@ impl Harness {
             DbChoice::Sqlite => kit::testing::sqlite_db(dir.path()).await,
             DbChoice::Postgres => kit::testing::postgres_db().await,
         };
-        migrate::run(&db, "kit", KIT_MIGRATIONS).await.unwrap();
-        migrate::run(&db, "test", TEST_MIGRATIONS).await.unwrap();
+        let db = kit::testing::migrated(db, "test", TEST_MIGRATIONS).await;
         let bus = match bus {
             BusChoice::Embedded => kit::testing::embedded_bus(dir.path()).await,
             BusChoice::Kafka => kit::testing::kafka_bus().await,
