@@ -283,10 +283,14 @@ pub struct Move<'a> {
     pub detail: &'a str,
     /// Set on the order when it fails.
     pub failure_code: Option<&'a str>,
+    /// Money the payment service captured with this step (a capture that
+    /// pays the order), added to the order's in the same update.
+    pub captured_minor: i64,
 }
 
 /// Moves the order from `step.from` to `step.to`, with the cause in its
-/// history, if it is still in `step.from`; [`StoreError::Conflict`] if not.
+/// history and the money the step captured, if it is still in
+/// `step.from`; [`StoreError::Conflict`] if not.
 pub async fn move_status(
     tx: &mut Tx,
     order_id: &str,
@@ -299,15 +303,18 @@ pub async fn move_status(
         cause,
         detail,
         failure_code,
+        captured_minor,
     } = step;
     let moved = sqlx::query(
         "UPDATE orders SET status = $1, updated_at = $2,
-                failure_code = COALESCE($3, failure_code)
-         WHERE id = $4 AND status = $5",
+                failure_code = COALESCE($3, failure_code),
+                captured_minor = captured_minor + $4
+         WHERE id = $5 AND status = $6",
     )
     .bind(to.as_str())
     .bind(now)
     .bind(failure_code)
+    .bind(captured_minor)
     .bind(order_id)
     .bind(from.as_str())
     .execute(&mut **tx)

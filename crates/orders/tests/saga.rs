@@ -1,0 +1,240 @@
+//! The saga's money paths against real databases, PostgreSQL and SQLite:
+//! a capture pays a reserved order once, and a capture that arrives after
+//! the order closed (the payment service was slow, the order timed out or
+//! was cancelled meanwhile) is given back in full, never kept.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use contracts::Event as _;
+use contracts::events::{OrderPaidV1, RefundRequestedV1};
+use kit::Db;
+use kit::db::now_millis;
+use orders::saga;
+use orders::state::{Cause, Status};
+use orders::store::{self, Line, Order, Transition};
+use sqlx::Row;
+
+const TOTAL: i64 = 2_500;
+
+async fn postgres() -> Db {
+    kit::testing::migrated(
+        kit::testing::postgres_db().await,
+        "orders",
+        orders::MIGRATIONS,
+    )
+    .await
+}
+
+async fn sqlite(dir: &tempfile::TempDir) -> Db {
+    let db = kit::testing::sqlite_db(dir.path()).await;
+    kit::testing::migrated(db, "orders", orders::MIGRATIONS).await
+}
+
+/// A new PENDING order for `TOTAL` EUR, as the API writes one.
+async fn placed(db: &Db) -> String {
+    let now = now_millis();
+    let order = Order {
+        id: kit::new_id("ord"),
+        user_id: "usr_saga".to_owned(),
+        status: Status::Pending,
+        currency: "EUR".to_owned(),
+        total_minor: TOTAL,
+        payment_method_id: "pm_saga".to_owned(),
+        payment_kind: "saved_method".to_owned(),
+        failure_code: String::new(),
+        captured_minor: 0,
+        refunded_minor: 0,
+        refund_pending_minor: 0,
+        idempotency_key: kit::testing::unique("key"),
+        request_hash: "hash".to_owned(),
+        created_at: now,
+        updated_at: now,
+        lines: vec![Line {
+            sku: "SAGA-1".to_owned(),
+            name: "Saga".to_owned(),
+            quantity: 1,
+            unit_price_minor: TOTAL,
+        }],
+        history: vec![Transition {
+            from: String::new(),
+            to: Status::Pending.as_str().to_owned(),
+            cause: "created".to_owned(),
+            detail: String::new(),
+            at: now,
+        }],
+    };
+    let mut tx = db.begin().await.unwrap();
+    store::insert(&mut tx, &order).await.unwrap();
+    tx.commit().await.unwrap();
+    order.id
+}
+
+async fn advance(db: &Db, id: &str, cause: Cause) {
+    let mut tx = db.begin().await.unwrap();
+    saga::advance(&mut tx, id, cause, "", None).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn captured(db: &Db, id: &str, amount_minor: i64) {
+    let mut tx = db.begin().await.unwrap();
+    saga::payment_captured(&mut tx, id, amount_minor, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn order(db: &Db, id: &str) -> Order {
+    let mut conn = db.pool().acquire().await.unwrap();
+    store::by_id(&mut conn, id).await.unwrap().unwrap()
+}
+
+/// The outboxed events about order `id`, oldest first: type and data.
+async fn events(db: &Db, id: &str) -> Vec<(String, serde_json::Value)> {
+    let rows =
+        sqlx::query("SELECT headers, payload FROM kart_outbox WHERE event_key = $1 ORDER BY id")
+            .bind(id)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    rows.iter()
+        .map(|row| {
+            let headers: Vec<(String, String)> =
+                serde_json::from_str(&row.get::<String, _>("headers")).unwrap();
+            let kind = kit::bus::header(&headers, "ce_type").unwrap().to_owned();
+            let data = serde_json::from_str(&row.get::<String, _>("payload")).unwrap();
+            (kind, data)
+        })
+        .collect()
+}
+
+fn refunds(events: &[(String, serde_json::Value)]) -> Vec<&serde_json::Value> {
+    events
+        .iter()
+        .filter(|(kind, _)| kind == RefundRequestedV1::TYPE)
+        .map(|(_, data)| data)
+        .collect()
+}
+
+/// A capture on a reserved order pays it: one `order.paid`, no refund.
+async fn a_capture_pays_a_reserved_order(db: Db) {
+    let id = placed(&db).await;
+    advance(&db, &id, Cause::StockReserved).await;
+    captured(&db, &id, TOTAL).await;
+
+    let paid = order(&db, &id).await;
+    assert_eq!(paid.status, Status::Paid);
+    assert_eq!((paid.captured_minor, paid.refund_pending_minor), (TOTAL, 0));
+    let events = events(&db, &id).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|(kind, _)| kind == OrderPaidV1::TYPE)
+            .count(),
+        1
+    );
+    assert!(refunds(&events).is_empty(), "{events:?}");
+}
+
+/// The order closed (`closing`) before its capture came: the status stays,
+/// the whole capture is asked back, and once the refund is issued nothing
+/// of the shopper's money is kept or still pending.
+async fn a_capture_after_the_order_closed_is_refunded_in_full(
+    db: Db,
+    closing: Cause,
+    closed: Status,
+) {
+    let id = placed(&db).await;
+    advance(&db, &id, Cause::StockReserved).await;
+    advance(&db, &id, closing).await;
+    captured(&db, &id, TOTAL).await;
+
+    let late = order(&db, &id).await;
+    assert_eq!(late.status, closed);
+    assert_eq!(
+        (
+            late.captured_minor,
+            late.refund_pending_minor,
+            late.refundable_minor()
+        ),
+        (TOTAL, TOTAL, 0)
+    );
+    let last = late.history.last().unwrap();
+    assert_eq!(
+        (last.cause.as_str(), last.from.as_str(), last.to.as_str()),
+        ("refund_requested", closed.as_str(), closed.as_str())
+    );
+    assert!(last.detail.contains("captured_after_close"), "{last:?}");
+    let events = events(&db, &id).await;
+    let asked = refunds(&events);
+    assert_eq!(asked.len(), 1, "{events:?}");
+    assert_eq!(asked[0]["amount"]["amount_minor"], TOTAL);
+    assert_eq!(asked[0]["amount"]["currency"], "EUR");
+    assert_eq!(asked[0]["reason"], "captured_after_close");
+
+    let mut tx = db.begin().await.unwrap();
+    saga::refund_issued(&mut tx, &id, TOTAL).await.unwrap();
+    tx.commit().await.unwrap();
+    let settled = order(&db, &id).await;
+    assert_eq!(settled.status, closed);
+    assert_eq!(
+        (
+            settled.captured_minor,
+            settled.refunded_minor,
+            settled.refund_pending_minor
+        ),
+        (TOTAL, TOTAL, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_capture_pays_a_reserved_order_on_postgres() {
+    a_capture_pays_a_reserved_order(postgres().await).await;
+}
+
+#[tokio::test]
+async fn a_capture_pays_a_reserved_order_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_capture_pays_a_reserved_order(sqlite(&dir).await).await;
+}
+
+#[tokio::test]
+async fn a_capture_after_a_payment_timeout_is_refunded_on_postgres() {
+    a_capture_after_the_order_closed_is_refunded_in_full(
+        postgres().await,
+        Cause::PaymentTimedOut,
+        Status::Failed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_capture_after_a_payment_timeout_is_refunded_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_capture_after_the_order_closed_is_refunded_in_full(
+        sqlite(&dir).await,
+        Cause::PaymentTimedOut,
+        Status::Failed,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_capture_after_a_cancel_is_refunded_on_postgres() {
+    a_capture_after_the_order_closed_is_refunded_in_full(
+        postgres().await,
+        Cause::Cancel { by_admin: false },
+        Status::Cancelled,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_capture_after_a_cancel_is_refunded_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_capture_after_the_order_closed_is_refunded_in_full(
+        sqlite(&dir).await,
+        Cause::Cancel { by_admin: false },
+        Status::Cancelled,
+    )
+    .await;
+}
