@@ -13,6 +13,14 @@
 //!
 //! Members of a group share the partitions of its topics round-robin, in the
 //! order they joined; every join or leave reassigns, like a Kafka rebalance.
+//!
+//! The newest records of each partition are also kept in memory (its
+//! tail), and a consumer reading inside it gets them from there. Every
+//! service's consumers read each record soon after it is written, and from
+//! SQLite each of those reads was a statement on the log's worker thread
+//! (about four per order) plus parsing the headers again; the file stays
+//! the log, and a consumer further behind, or one starting after a restart,
+//! reads it.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
@@ -37,6 +45,12 @@ const MAX_ROWS_PER_INSERT: usize = 128;
 /// How many records one read pulls from a partition.
 const FETCH_BATCH: i64 = 256;
 
+/// Newest records kept in memory per partition: one read's worth, so a
+/// consumer that is less than a read behind never waits on SQLite. With
+/// records of about a kilobyte, a few MB for a busy installation's
+/// partitions.
+const TAIL_RECORDS: usize = 256;
+
 /// A durable, single-process event log on SQLite.
 #[derive(Clone)]
 pub struct EmbeddedBus {
@@ -51,6 +65,11 @@ struct Inner {
     write: tokio::sync::Mutex<()>,
     /// Topic → end offset of each partition.
     topics: Mutex<HashMap<String, Vec<i64>>>,
+    /// (topic, partition) → its newest records, oldest first, without gaps
+    /// and ending at the partition's end; written before the end moves, so
+    /// a reader that sees an end finds every record before it here or in
+    /// the file.
+    tails: Mutex<HashMap<(String, i32), VecDeque<Delivery>>>,
     /// Group → member ids, in join order.
     groups: Mutex<HashMap<String, BTreeSet<u64>>>,
     /// Bumped after every publish: waiting consumers wake and read.
@@ -150,6 +169,7 @@ impl EmbeddedBus {
                 default_partitions: default_partitions.max(1),
                 write: tokio::sync::Mutex::new(()),
                 topics: Mutex::new(topics),
+                tails: Mutex::new(HashMap::new()),
                 groups: Mutex::new(HashMap::new()),
                 published: watch::Sender::new(0),
                 membership: watch::Sender::new(0),
@@ -170,6 +190,30 @@ impl Inner {
         topics
             .get(topic)
             .and_then(|ends| i32::try_from(ends.len()).ok())
+    }
+
+    /// Up to `limit` records of the partition from `position` on, if its
+    /// in-memory tail still holds `position`.
+    fn read_tail(
+        &self,
+        topic: &str,
+        partition: i32,
+        position: i64,
+        limit: i64,
+    ) -> Option<VecDeque<Delivery>> {
+        let tails = self.tails.lock().ok()?;
+        let tail = tails.get(&(topic.to_owned(), partition))?;
+        let first = tail.front()?.offset;
+        let last = tail.back()?.offset;
+        if position < first || position > last {
+            return None;
+        }
+        let skip = usize::try_from(position - first).ok()?;
+        let take = usize::try_from(limit).unwrap_or(usize::MAX);
+        let batch: VecDeque<Delivery> = tail.iter().skip(skip).take(take).cloned().collect();
+        // The tail has no gaps, so this always holds; a batch that did not
+        // start at `position` would be dropped as stale and read again.
+        (batch.front()?.offset == position).then_some(batch)
     }
 
     fn end_offset(&self, topic: &str, partition: i32) -> i64 {
@@ -298,6 +342,29 @@ impl Inner {
                 })?;
         }
         tx.commit().await.map_err(other)?;
+        if let Ok(mut tails) = self.tails.lock() {
+            for (record, partition, offset, _) in &placed {
+                let tail = tails.entry((record.topic.clone(), *partition)).or_default();
+                // Only a suffix without gaps is a tail. The offsets were
+                // decided under the writer lock, so this always holds; if
+                // it ever did not, the tail restarts and readers use the
+                // file meanwhile.
+                if tail.back().is_some_and(|last| last.offset + 1 != *offset) {
+                    tail.clear();
+                }
+                tail.push_back(Delivery {
+                    topic: record.topic.clone(),
+                    partition: *partition,
+                    offset: *offset,
+                    key: record.key.clone(),
+                    headers: record.headers.clone(),
+                    payload: record.payload.clone(),
+                });
+                if tail.len() > TAIL_RECORDS {
+                    tail.pop_front();
+                }
+            }
+        }
         if let Ok(mut topics) = self.topics.lock() {
             for (topic, topic_ends) in ends {
                 topics.insert(topic, topic_ends);
@@ -504,6 +571,13 @@ impl EmbeddedSubscription {
             if position >= self.inner.end_offset(topic, *partition) {
                 continue;
             }
+            if let Some(batch) = self
+                .inner
+                .read_tail(topic, *partition, position, FETCH_BATCH)
+            {
+                batches.push(batch);
+                continue;
+            }
             let rows = sqlx::query(
                 "SELECT record_offset, record_key, headers, payload FROM records
                  WHERE topic = ? AND partition_id = ? AND record_offset >= ?
@@ -626,5 +700,104 @@ impl Subscription for EmbeddedSubscription {
 impl Drop for EmbeddedSubscription {
     fn drop(&mut self) {
         self.inner.leave(&self.group, self.member);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::ops::Range;
+    use std::time::Duration;
+
+    use super::*;
+
+    const TOPIC: &str = "tail.test";
+
+    fn record(n: usize) -> Record {
+        Record {
+            topic: TOPIC.to_owned(),
+            key: "one-key".to_owned(),
+            headers: vec![("n".to_owned(), n.to_string())],
+            payload: format!("record {n}").into_bytes(),
+        }
+    }
+
+    fn expected(range: Range<usize>) -> Vec<(i64, String, String)> {
+        range
+            .map(|n| {
+                (
+                    i64::try_from(n).unwrap(),
+                    n.to_string(),
+                    format!("record {n}"),
+                )
+            })
+            .collect()
+    }
+
+    /// The next `count` records: offset, the `n` header, payload.
+    async fn read(
+        subscription: &mut Box<dyn Subscription>,
+        count: usize,
+    ) -> Vec<(i64, String, String)> {
+        let mut read = Vec::new();
+        while read.len() < count {
+            let delivery = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+                .await
+                .expect("a record within 5 s")
+                .expect("the log reads");
+            read.push((
+                delivery.offset,
+                delivery.header("n").unwrap_or_default().to_owned(),
+                String::from_utf8(delivery.payload).unwrap(),
+            ));
+        }
+        read
+    }
+
+    /// A consumer gets the same records, in the same order, whether they
+    /// come from the in-memory tail or from the file: behind the tail,
+    /// inside it, sought back before it, and after a restart.
+    #[tokio::test]
+    async fn the_tail_and_the_file_give_the_same_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bus.db");
+        let bus = EmbeddedBus::open(&path, 1).await.unwrap();
+        let backlog = TAIL_RECORDS + 44;
+        bus.publish(&(0..backlog).map(record).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        assert!(
+            bus.inner.read_tail(TOPIC, 0, 0, 10).is_none(),
+            "the oldest records are only in the file"
+        );
+        let mut subscription = bus.subscribe("g", &[TOPIC.to_owned()]).await.unwrap();
+        assert_eq!(read(&mut subscription, backlog).await, expected(0..backlog));
+
+        let more = backlog..backlog + 10;
+        bus.publish(&more.clone().map(record).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        let newest = bus
+            .inner
+            .read_tail(TOPIC, 0, i64::try_from(backlog).unwrap(), 64)
+            .expect("the newest records are in the tail");
+        assert_eq!(newest.len(), 10);
+        assert_eq!(read(&mut subscription, 10).await, expected(more));
+
+        subscription.seek(TOPIC, 0, 5).await.unwrap();
+        assert_eq!(read(&mut subscription, 5).await, expected(5..10));
+        drop(subscription);
+        bus.close().await;
+
+        let reopened = EmbeddedBus::open(&path, 1).await.unwrap();
+        let mut subscription = reopened
+            .subscribe("after-restart", &[TOPIC.to_owned()])
+            .await
+            .unwrap();
+        assert_eq!(
+            read(&mut subscription, backlog + 10).await,
+            expected(0..backlog + 10)
+        );
     }
 }
