@@ -612,11 +612,11 @@ impl ConsumerRunner {
                 .await
                 .map_err(|e| (0, e.into()))?;
         }
-        for ((topic, partition), next_offset) in ends {
-            store_position(&mut tx, &self.spec.group, topic, partition, next_offset)
-                .await
-                .map_err(|e| (0, e.into()))?;
-        }
+        let mut ends: Vec<((&str, i32), i64)> = ends.into_iter().collect();
+        ends.sort_unstable();
+        store_positions(&mut tx, &self.spec.group, &ends)
+            .await
+            .map_err(|e| (0, e.into()))?;
         tx.commit().await.map_err(|e| (0, e.into()))?;
         self.outbox.notify();
         self.metrics
@@ -813,14 +813,11 @@ impl ConsumerRunner {
     /// Stores the group's position past `delivery` and commits, then wakes
     /// the relay for whatever the transaction outboxed.
     async fn move_past(&self, mut tx: Tx, delivery: &Delivery) -> Result<(), sqlx::Error> {
-        store_position(
-            &mut tx,
-            &self.spec.group,
-            &delivery.topic,
-            delivery.partition,
+        let end = (
+            (delivery.topic.as_str(), delivery.partition),
             delivery.offset + 1,
-        )
-        .await?;
+        );
+        store_positions(&mut tx, &self.spec.group, &[end]).await?;
         tx.commit().await?;
         self.outbox.notify();
         Ok(())
@@ -1111,39 +1108,92 @@ pub async fn stored_position(
     .await
 }
 
-/// Moves the group's position forward (never back: a slow former owner of
-/// the partition must not rewind the group).
-async fn store_position(
+/// Moves the group's position forward in each partition of `ends`
+/// (`(topic, partition)` and the next offset, each partition once), never
+/// back: a slow former owner of a partition must not rewind the group.
+///
+/// One statement for all of them: a batch of events usually spans several
+/// partitions, and a statement per partition was the consumers' largest
+/// per-order cost after the effects themselves. Callers pass `ends` sorted,
+/// so two members briefly owning the same partitions lock their rows in
+/// the same order. Not padded like [`record_in_inbox`]: PostgreSQL refuses
+/// one upsert touching a row twice, and there are only as many texts as a
+/// group has partitions.
+async fn store_positions(
     tx: &mut Tx,
     group: &str,
-    topic: &str,
-    partition: i32,
-    next_offset: i64,
+    ends: &[((&str, i32), i64)],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    if ends.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..ends.len())
+        .map(|i| {
+            let at = 3 * i + 3;
+            format!("($1, ${at}, ${}, ${}, $2)", at + 1, at + 2)
+        })
+        .collect();
+    let sql = format!(
         "INSERT INTO kart_consumer_offsets
              (consumer_group, topic, partition_id, next_offset, updated_at)
-         VALUES ($1, $2, $3, $4, $5)
+         VALUES {}
          ON CONFLICT (consumer_group, topic, partition_id) DO UPDATE SET
              next_offset = CASE
                  WHEN excluded.next_offset > kart_consumer_offsets.next_offset
                  THEN excluded.next_offset
                  ELSE kart_consumer_offsets.next_offset END,
              updated_at = excluded.updated_at",
-    )
-    .bind(group)
-    .bind(topic)
-    .bind(partition)
-    .bind(next_offset)
-    .bind(now_millis())
-    .execute(&mut **tx)
-    .await?;
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(&sql).bind(group).bind(now_millis());
+    for ((topic, partition), next_offset) in ends {
+        query = query.bind(*topic).bind(*partition).bind(*next_offset);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch's positions are written in one statement and each only
+    /// moves forward: a former owner's lower offset leaves its partition
+    /// where the group already was.
+    #[tokio::test]
+    async fn positions_of_a_batch_move_forward_together_and_never_back() {
+        let settings = crate::config::DatabaseSettings {
+            url: secrecy::SecretString::from("sqlite::memory:"),
+            max_connections: 1,
+            connect_timeout_secs: 5,
+        };
+        let db = Db::connect(&settings.url, &settings).await.unwrap();
+        crate::migrate::run(&db, "kit", crate::service::KIT_MIGRATIONS)
+            .await
+            .unwrap();
+        let store = |ends: Vec<((&'static str, i32), i64)>| {
+            let db = db.clone();
+            async move {
+                let mut tx = db.begin().await.unwrap();
+                store_positions(&mut tx, "inventory", &ends).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        };
+        store(vec![(("order.events", 0), 7), (("order.events", 1), 3)]).await;
+        store(vec![
+            (("order.events", 0), 5),
+            (("order.events", 1), 4),
+            (("order.events", 2), 9),
+        ])
+        .await;
+        let stored: Vec<(i32, i64)> = positions(&db, Some("inventory"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.partition, p.next_offset))
+            .collect();
+        assert_eq!(stored, [(0, 7), (1, 4), (2, 9)]);
+    }
 
     fn at(partition: i32, next_offset: i64) -> GroupPosition {
         GroupPosition {
