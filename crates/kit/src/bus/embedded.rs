@@ -705,8 +705,6 @@ impl Drop for EmbeddedSubscription {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
     use std::ops::Range;
     use std::time::Duration;
 
