@@ -1162,15 +1162,7 @@ mod tests {
     /// where the group already was.
     #[tokio::test]
     async fn positions_of_a_batch_move_forward_together_and_never_back() {
-        let settings = crate::config::DatabaseSettings {
-            url: secrecy::SecretString::from("sqlite::memory:"),
-            max_connections: 1,
-            connect_timeout_secs: 5,
-        };
-        let db = Db::connect(&settings.url, &settings).await.unwrap();
-        crate::migrate::run(&db, "kit", crate::service::KIT_MIGRATIONS)
-            .await
-            .unwrap();
+        let db = crate::db::in_memory_with_kit_tables().await;
         let store = |ends: Vec<((&'static str, i32), i64)>| {
             let db = db.clone();
             async move {

@@ -307,6 +307,29 @@ async fn create_postgres_database_if_missing(
     Ok(())
 }
 
+/// A throwaway in-memory SQLite database, for kit's own unit tests.
+#[cfg(test)]
+pub(crate) async fn in_memory() -> Db {
+    let settings = DatabaseSettings {
+        url: SecretString::from("sqlite::memory:"),
+        max_connections: 1,
+        connect_timeout_secs: 5,
+    };
+    Db::connect(&settings.url, &settings)
+        .await
+        .expect("an in-memory SQLite database opens")
+}
+
+/// [`in_memory`] with kit's own tables (outbox, inbox, positions).
+#[cfg(test)]
+pub(crate) async fn in_memory_with_kit_tables() -> Db {
+    let db = in_memory().await;
+    crate::migrate::run(&db, "kit", crate::service::KIT_MIGRATIONS)
+        .await
+        .expect("kit's migrations apply");
+    db
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,12 +356,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_in_memory_database_is_read_through_its_writer() {
-        let settings = DatabaseSettings {
-            url: SecretString::from("sqlite::memory:"),
-            max_connections: 1,
-            connect_timeout_secs: 5,
-        };
-        let db = Db::connect(&settings.url, &settings).await.expect("opens");
+        let db = in_memory().await;
         sqlx::raw_sql("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (7);")
             .execute(db.pool())
             .await

@@ -307,15 +307,7 @@ mod tests {
     /// batch's runs stay, for any number of runs.
     #[tokio::test]
     async fn deleting_a_batch_leaves_every_row_it_did_not_publish() {
-        let settings = crate::config::DatabaseSettings {
-            url: secrecy::SecretString::from("sqlite::memory:"),
-            max_connections: 1,
-            connect_timeout_secs: 5,
-        };
-        let db = Db::connect(&settings.url, &settings).await.unwrap();
-        crate::migrate::run(&db, "kit", crate::service::KIT_MIGRATIONS)
-            .await
-            .unwrap();
+        let db = crate::db::in_memory_with_kit_tables().await;
         for _ in 0..12 {
             sqlx::query(
                 "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
