@@ -132,7 +132,6 @@ impl CatalogApi {
             ProductChangedV1::TOPIC,
             &changed_event(product).to_cloud_event("/kart/catalog", Some(trace)),
         )
-        .await
         .map_err(internal_status)?;
         tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();

@@ -23,7 +23,7 @@ async fn emit<E: Event>(
     event: &E,
     trace: Option<TraceParent>,
 ) -> Result<(), StoreError> {
-    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace)).await?;
+    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace))?;
     Ok(())
 }
 

@@ -853,7 +853,7 @@ impl ConsumerRunner {
         // A dead-lettered event counts as handled: a redelivery must not
         // dead-letter it twice.
         if record_in_inbox(&mut tx, &self.spec.group, &[event_id]).await? == [true] {
-            enqueue_record(&mut tx, &record).await?;
+            enqueue_record(&mut tx, &record)?;
         }
         self.move_past(tx, delivery).await
     }

@@ -47,8 +47,50 @@ const SQLITE_READERS: u32 = 4;
 /// page SQLite does not hold is a copy from memory, not a disk read.
 pub const SQLITE_CACHE_SIZE: &str = "-512";
 
-/// A transaction on either database.
-pub type Tx = sqlx::Transaction<'static, Any>;
+/// A transaction on either database, and the outbox rows it will write.
+///
+/// Use it as a connection (`&mut *tx`). Events enqueued in it
+/// ([`crate::outbox::enqueue`]) are written when it commits, in as few
+/// statements as possible: a consumer's batch enqueues an event or two per
+/// event it applies, and on SQLite every statement is a round trip to the
+/// connection's thread while the database's one writer is held. Dropped
+/// without a commit, it rolls back (sqlx's transaction does that) and its
+/// outbox rows are never written.
+pub struct Tx {
+    inner: sqlx::Transaction<'static, Any>,
+    outbox: Vec<crate::outbox::OutboxRow>,
+}
+
+impl Tx {
+    /// Writes the enqueued outbox rows, then commits.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        crate::outbox::write_rows(&mut self.inner, &self.outbox).await?;
+        self.inner.commit().await
+    }
+
+    /// Rolls back: nothing it wrote or enqueued stays.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+
+    pub(crate) fn enqueue(&mut self, row: crate::outbox::OutboxRow) {
+        self.outbox.push(row);
+    }
+}
+
+impl std::ops::Deref for Tx {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        &mut self.inner
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
@@ -227,7 +269,10 @@ impl Db {
     }
 
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        self.pool.begin().await
+        Ok(Tx {
+            inner: self.pool.begin().await?,
+            outbox: Vec::new(),
+        })
     }
 
     /// Readiness: one round trip.

@@ -2,7 +2,9 @@
 //!
 //! A service never publishes from a request handler. It writes the events a
 //! state change causes into `kart_outbox` *in the same transaction* as the
-//! change ([`enqueue`]), so both commit or neither does. The [`Relay`] then
+//! change ([`enqueue`]), so both commit or neither does. A transaction's
+//! events are written as it commits, all in one statement (or one per 64),
+//! rather than one statement each while it runs. The [`Relay`] then
 //! publishes outboxed rows in id order and deletes them once the bus has
 //! acknowledged them.
 //!
@@ -28,28 +30,89 @@ use crate::cloudevents::CloudEvent;
 use crate::db::{Db, DbKind, Tx, now_millis};
 use crate::metrics::{Metrics, TopicLabels};
 
-/// Writes an event into the outbox inside the caller's transaction.
-pub async fn enqueue(tx: &mut Tx, topic: &str, event: &CloudEvent) -> Result<(), sqlx::Error> {
-    enqueue_record(tx, &event.to_record(topic)).await
+/// Writes an event into the outbox inside the caller's transaction: it is
+/// written when `tx` commits, and only if it does.
+pub fn enqueue(tx: &mut Tx, topic: &str, event: &CloudEvent) -> Result<(), sqlx::Error> {
+    enqueue_record(tx, &event.to_record(topic))
 }
 
-/// Writes a raw record (a dead letter, say) into the outbox.
-pub async fn enqueue_record(tx: &mut Tx, record: &Record) -> Result<(), sqlx::Error> {
+/// Writes a raw record (a dead letter, say) into the outbox, as [`enqueue`].
+pub fn enqueue_record(tx: &mut Tx, record: &Record) -> Result<(), sqlx::Error> {
     let headers =
         serde_json::to_string(&record.headers).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let payload =
         String::from_utf8(record.payload.clone()).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&record.topic)
-    .bind(&record.key)
-    .bind(headers)
-    .bind(payload)
-    .bind(now_millis())
-    .execute(&mut **tx)
-    .await?;
+    tx.enqueue(OutboxRow {
+        topic: record.topic.clone(),
+        key: record.key.clone(),
+        headers,
+        payload,
+        created_at: now_millis(),
+    });
+    Ok(())
+}
+
+/// A `kart_outbox` row waiting for its transaction to commit.
+#[derive(Debug)]
+pub struct OutboxRow {
+    topic: String,
+    key: String,
+    headers: String,
+    payload: String,
+    created_at: i64,
+}
+
+/// Most outbox rows per INSERT (6 parameters each).
+const MAX_ROWS_PER_INSERT: usize = 64;
+
+/// Writes `rows`, in their order, in one INSERT per `MAX_ROWS_PER_INSERT`.
+///
+/// Each INSERT's rows are padded to a power of two with rows of NULLs that
+/// it skips, so a handful of statement texts cover every count and stay in
+/// the connection's statement cache. Rows are inserted sorted by their place
+/// in `rows`, so their ids, which the relay publishes in, keep that order.
+pub(crate) async fn write_rows(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[OutboxRow],
+) -> Result<(), sqlx::Error> {
+    for (chunk_no, chunk) in rows.chunks(MAX_ROWS_PER_INSERT).enumerate() {
+        let padded = chunk.len().next_power_of_two();
+        let values: Vec<String> = (0..padded)
+            .map(|row| {
+                let params: Vec<String> = (1..=6).map(|k| format!("${}", row * 6 + k)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
+             SELECT column2, column3, column4, column5, column6
+             FROM (VALUES {}) AS pending
+             WHERE column2 IS NOT NULL
+             ORDER BY column1",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for (n, row) in chunk.iter().enumerate() {
+            let place = i64::try_from(chunk_no * MAX_ROWS_PER_INSERT + n).unwrap_or(i64::MAX);
+            query = query
+                .bind(place)
+                .bind(&row.topic)
+                .bind(&row.key)
+                .bind(&row.headers)
+                .bind(&row.payload)
+                .bind(row.created_at);
+        }
+        for _ in chunk.len()..padded {
+            query = query
+                .bind(None::<i64>)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(None::<i64>);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
@@ -302,6 +365,62 @@ pub async fn sleep_or_cancel(duration: Duration, shutdown: &CancellationToken) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn record(n: usize) -> Record {
+        Record {
+            topic: format!("topic-{}", n % 3),
+            key: format!("key-{n}"),
+            headers: vec![("n".to_owned(), n.to_string())],
+            payload: format!("{{\"n\":{n}}}").into_bytes(),
+        }
+    }
+
+    /// Enqueued rows are written at commit, in enqueue order and whole, in
+    /// full and padded INSERTs alike; a rolled-back transaction writes none.
+    #[tokio::test]
+    async fn enqueued_rows_are_written_in_order_when_the_transaction_commits() {
+        let db = crate::db::in_memory_with_kit_tables().await;
+        let mut tx = db.begin().await.unwrap();
+        enqueue_record(&mut tx, &record(999)).unwrap();
+        tx.rollback().await.unwrap();
+        assert_eq!(pending(&db).await.unwrap(), 0);
+
+        // 64 + 7: one full INSERT, then one padded to 8.
+        let count = MAX_ROWS_PER_INSERT + 7;
+        let mut tx = db.begin().await.unwrap();
+        for n in 0..count {
+            enqueue_record(&mut tx, &record(n)).unwrap();
+        }
+        assert_eq!(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM kart_outbox")
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap(),
+            0,
+            "nothing is written before the commit"
+        );
+        tx.commit().await.unwrap();
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query("SELECT topic, event_key, headers, payload FROM kart_outbox ORDER BY id")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+                .collect();
+        let expected: Vec<(String, String, String, String)> = (0..count)
+            .map(|n| {
+                let r = record(n);
+                (
+                    r.topic,
+                    r.key,
+                    serde_json::to_string(&r.headers).unwrap(),
+                    String::from_utf8(r.payload).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(rows, expected);
+    }
 
     /// Only the published rows go: the ones between and around the
     /// batch's runs stay, for any number of runs.

@@ -459,8 +459,7 @@ pub async fn record_tries(db: &Db, tries: &[Try<'_>]) -> Result<(), sqlx::Error>
                             &mut tx,
                             contracts::topics::NOTIFICATION_DLQ,
                             dead_letter,
-                        )
-                        .await?;
+                        )?;
                         (Status::Dead, now)
                     }
                 };

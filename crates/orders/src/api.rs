@@ -431,7 +431,6 @@ impl pb::orders_server::Orders for OrdersApi {
             OrderCreatedV1::TOPIC,
             &event.to_cloud_event(saga::SOURCE, Some(trace)),
         )
-        .await
         .map_err(internal_status)?;
         tx.commit().await.map_err(internal_status)?;
         self.outbox.notify();

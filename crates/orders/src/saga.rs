@@ -80,7 +80,7 @@ async fn emit<E: Event>(
     event: &E,
     trace: Option<TraceParent>,
 ) -> Result<(), SagaError> {
-    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace)).await?;
+    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace))?;
     Ok(())
 }
 

@@ -45,9 +45,7 @@ async fn emit<E: Event>(
     event: &E,
     trace: Option<TraceParent>,
 ) -> Result<(), HandlerError> {
-    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace))
-        .await
-        .map_err(retry)
+    outbox::enqueue(tx, E::TOPIC, &event.to_cloud_event(SOURCE, trace)).map_err(retry)
 }
 
 /// Charges orders when asked, refunds when asked.

@@ -200,7 +200,7 @@ async fn settle(
         .to_cloud_event(SOURCE, None)
         .to_record(PaymentFailedV1::TOPIC)
     };
-    outbox::enqueue_record(tx, &record).await
+    outbox::enqueue_record(tx, &record)
 }
 
 #[cfg(test)]

@@ -176,7 +176,6 @@ impl pb::accounts_server::Accounts for UsersApi {
             UserRegisteredV1::TOPIC,
             &event.to_cloud_event("/kart/users", Some(trace)),
         )
-        .await
         .map_err(internal_status)?;
         let (_, refresh_token, refresh_expires_at) = self.open_session(&mut tx, &account).await?;
         tx.commit().await.map_err(internal_status)?;

@@ -35,17 +35,13 @@ async fn a_state_change_and_its_event_commit_together_or_not_at_all(db: DbChoice
     // Rolled back: neither the row nor the event exists.
     let mut tx = h.db.begin().await.unwrap();
     h.insert_state(&mut tx, "rolled-back").await;
-    outbox::enqueue(&mut tx, &topic, &event("rolled-back", 1))
-        .await
-        .unwrap();
+    outbox::enqueue(&mut tx, &topic, &event("rolled-back", 1)).unwrap();
     tx.rollback().await.unwrap();
 
     // Committed: both do.
     let mut tx = h.db.begin().await.unwrap();
     h.insert_state(&mut tx, "committed").await;
-    outbox::enqueue(&mut tx, &topic, &event("committed", 1))
-        .await
-        .unwrap();
+    outbox::enqueue(&mut tx, &topic, &event("committed", 1)).unwrap();
     tx.commit().await.unwrap();
 
     assert_eq!(h.states().await, vec!["committed".to_owned()]);
@@ -75,13 +71,12 @@ async fn the_relay_delivers_every_event_once_in_key_order_across_crashes(
     let h = Harness::new(db, bus).await;
     let topic = kit::testing::unique("relay");
     const KEYS: u32 = 12;
-    const PER_KEY: u32 = 40;
+    // 492 rows: seven full outbox INSERTs and one padded, 44 rows of 64.
+    const PER_KEY: u32 = 41;
     let mut tx = h.db.begin().await.unwrap();
     for seq in 0..PER_KEY {
         for key in 0..KEYS {
-            outbox::enqueue(&mut tx, &topic, &event(&format!("k{key}"), seq))
-                .await
-                .unwrap();
+            outbox::enqueue(&mut tx, &topic, &event(&format!("k{key}"), seq)).unwrap();
         }
     }
     tx.commit().await.unwrap();
