@@ -225,12 +225,17 @@ impl Relay {
 
     /// Publishes one batch; returns how many rows it relayed.
     pub async fn relay_batch(&self) -> Result<i64, RelayError> {
+        // Through the readers: on SQLite the writer is what every
+        // transaction of the service waits for. A reader sees every
+        // transaction committed before it starts, and on SQLite's one
+        // writer connection ids are handed out in commit order, so what it
+        // sees is a prefix by id, as the relay needs.
         let rows = sqlx::query(
             "SELECT id, topic, event_key, headers, payload FROM kart_outbox
              ORDER BY id LIMIT $1",
         )
         .bind(self.batch_size)
-        .fetch_all(self.db.pool())
+        .fetch_all(self.db.reader())
         .await?;
         if rows.is_empty() {
             return Ok(0);

@@ -6,6 +6,11 @@
 //! takes a message by a conditional `UPDATE` of its lease, so two senders
 //! (two replicas, or a replica and a slow predecessor) never send one
 //! message at the same time.
+//!
+//! Reads outside a transaction go through [`Db::reader`]: on SQLite the
+//! one writer connection is what the consumer's batches wait for, and the
+//! sender's reads (what is due, the order, the names) need no lock. A stale
+//! list of what is due costs nothing: the claim is decided on the writer.
 
 use std::collections::HashMap;
 
@@ -209,7 +214,7 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Err
     )
     .bind(now)
     .bind(limit)
-    .fetch_all(db.pool())
+    .fetch_all(db.reader())
     .await
 }
 
@@ -256,7 +261,7 @@ pub async fn message(db: &Db, id: &str) -> Result<Option<Message>, sqlx::Error> 
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.reader())
     .await?;
     row.as_ref().map(message_from).transpose()
 }
@@ -265,7 +270,7 @@ pub async fn message(db: &Db, id: &str) -> Result<Option<Message>, sqlx::Error> 
 pub async fn recipient(db: &Db, user_id: &str) -> Result<Option<(String, String)>, sqlx::Error> {
     sqlx::query_as("SELECT email, display_name FROM recipients WHERE user_id = $1")
         .bind(user_id)
-        .fetch_optional(db.pool())
+        .fetch_optional(db.reader())
         .await
 }
 
@@ -294,7 +299,7 @@ pub async fn order_and_recipient(
     )
     .bind(order_id)
     .bind(user_id)
-    .fetch_optional(db.pool())
+    .fetch_optional(db.reader())
     .await?;
     let Some(row) = row else {
         return Ok(None);
@@ -322,7 +327,7 @@ pub async fn product_names(db: &Db, skus: &[&str]) -> Result<HashMap<String, Str
     for i in 0..slots {
         query = query.bind(*skus.get(i).unwrap_or(last));
     }
-    Ok(query.fetch_all(db.pool()).await?.into_iter().collect())
+    Ok(query.fetch_all(db.reader()).await?.into_iter().collect())
 }
 
 /// What a message says, once written.
