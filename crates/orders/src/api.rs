@@ -14,11 +14,12 @@ use contracts::grpc::users::v1::payment_methods_client::PaymentMethodsClient;
 use contracts::grpc::{trace_of, with_trace};
 use contracts::values::{Currency, Money, Quantity, Sku};
 use kit::db::{Db, now_millis};
-use kit::outbox::{self, OutboxSignal};
+use kit::outbox::OutboxSignal;
 use kit::problem::{Problem, StatusCode, internal_status};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use crate::creations::{Creation, OrderWriter, Stored};
 use crate::saga::{self, SagaError};
 use crate::state::{Cause, Status as OrderStatus};
 use crate::store::{self, Filter, Line, Order, StoreError, Transition};
@@ -32,6 +33,8 @@ const MAX_PAGE: u32 = 100;
 pub struct OrdersApi {
     pub db: Db,
     pub outbox: OutboxSignal,
+    /// Stores new orders, several to a transaction.
+    pub writer: OrderWriter,
     pub catalog: CatalogClient<GrpcChannel>,
     pub payment_methods: PaymentMethodsClient<GrpcChannel>,
 }
@@ -408,12 +411,16 @@ impl pb::orders_server::Orders for OrdersApi {
             payment: saga::payment_choice(&order),
             created_at: chrono::Utc::now(),
         };
-        let mut tx = self.db.begin().await.map_err(internal_status)?;
-        match store::insert(&mut tx, &order).await {
-            Ok(()) => {}
-            Err(StoreError::KeyTaken) => {
+        let message = order_message(&order);
+        let order_id = order.id.clone();
+        let creation = Creation {
+            event: event.to_cloud_event(saga::SOURCE, Some(trace)),
+            order,
+        };
+        match self.writer.store(creation).await.map_err(internal_status)? {
+            Stored::New => {}
+            Stored::KeyTaken => {
                 // A retry of this request won the race to the database.
-                drop(tx);
                 return match self
                     .replay(&caller.user_id, &input.idempotency_key, &hash)
                     .await?
@@ -424,19 +431,10 @@ impl pb::orders_server::Orders for OrdersApi {
                     )),
                 };
             }
-            Err(error) => return Err(internal_status(error)),
         }
-        outbox::enqueue(
-            &mut tx,
-            OrderCreatedV1::TOPIC,
-            &event.to_cloud_event(saga::SOURCE, Some(trace)),
-        )
-        .map_err(internal_status)?;
-        tx.commit().await.map_err(internal_status)?;
-        self.outbox.notify();
-        tracing::info!(order_id = %order.id, total = %total, "order accepted");
+        tracing::info!(%order_id, total = %total, "order accepted");
         Ok(Response::new(pb::CreateOrderResponse {
-            order: Some(order_message(&order)),
+            order: Some(message),
             replayed: false,
         }))
     }

@@ -10,6 +10,7 @@
 //! - [`api`]: the gRPC service the gateway calls.
 
 pub mod api;
+pub mod creations;
 pub mod events;
 pub mod saga;
 pub mod state;
@@ -86,9 +87,11 @@ impl Service for Orders {
             &context.local,
         )
         .map_err(anyhow::Error::msg)?;
+        let (writer, storing) = creations::OrderWriter::start(db.clone(), context.outbox.clone());
         let api = api::OrdersApi {
             db: db.clone(),
             outbox: context.outbox.clone(),
+            writer,
             catalog: CatalogClient::new(catalog),
             payment_methods: PaymentMethodsClient::new(users),
         };
@@ -106,16 +109,20 @@ impl Service for Orders {
                 retry: RetryPolicy::default(),
                 max_batch: DEFAULT_MAX_BATCH,
             }],
-            workers: vec![Worker::new(
-                "stuck-orders",
-                events::drive_stuck_orders(
-                    db,
-                    context.outbox.clone(),
-                    Duration::from_secs(settings.payment_timeout_secs),
-                    Duration::from_secs(settings.stuck_sweep_secs),
-                    context.shutdown.clone(),
+            workers: vec![
+                // Ends once the API, and so every queue to it, is gone.
+                Worker::new("order-writer", storing),
+                Worker::new(
+                    "stuck-orders",
+                    events::drive_stuck_orders(
+                        db,
+                        context.outbox.clone(),
+                        Duration::from_secs(settings.payment_timeout_secs),
+                        Duration::from_secs(settings.stuck_sweep_secs),
+                        context.shutdown.clone(),
+                    ),
                 ),
-            )],
+            ],
             ..ServiceParts::default()
         })
     }

@@ -8,11 +8,12 @@
 use contracts::Event as _;
 use contracts::events::{OrderPaidV1, RefundRequestedV1};
 use kit::Db;
-use kit::db::now_millis;
 use orders::saga;
 use orders::state::{Cause, Status};
-use orders::store::{self, Line, Order, Transition};
+use orders::store::{self, Order};
 use sqlx::Row;
+
+mod common;
 
 const TOTAL: i64 = 2_500;
 
@@ -32,37 +33,7 @@ async fn sqlite(dir: &tempfile::TempDir) -> Db {
 
 /// A new PENDING order for `TOTAL` EUR, as the API writes one.
 async fn placed(db: &Db) -> String {
-    let now = now_millis();
-    let order = Order {
-        id: kit::new_id("ord"),
-        user_id: "usr_saga".to_owned(),
-        status: Status::Pending,
-        currency: "EUR".to_owned(),
-        total_minor: TOTAL,
-        payment_method_id: "pm_saga".to_owned(),
-        payment_kind: "saved_method".to_owned(),
-        failure_code: String::new(),
-        captured_minor: 0,
-        refunded_minor: 0,
-        refund_pending_minor: 0,
-        idempotency_key: kit::testing::unique("key"),
-        request_hash: "hash".to_owned(),
-        created_at: now,
-        updated_at: now,
-        lines: vec![Line {
-            sku: "SAGA-1".to_owned(),
-            name: "Saga".to_owned(),
-            quantity: 1,
-            unit_price_minor: TOTAL,
-        }],
-        history: vec![Transition {
-            from: String::new(),
-            to: Status::Pending.as_str().to_owned(),
-            cause: "created".to_owned(),
-            detail: String::new(),
-            at: now,
-        }],
-    };
+    let order = common::pending_order(TOTAL, &kit::testing::unique("key"));
     let mut tx = db.begin().await.unwrap();
     store::insert(&mut tx, &order).await.unwrap();
     tx.commit().await.unwrap();

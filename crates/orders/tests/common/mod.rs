@@ -1,0 +1,41 @@
+//! What the orders tests share.
+
+use kit::db::now_millis;
+use orders::state::Status;
+use orders::store::{Line, Order, Transition};
+
+/// A new PENDING order of one line for `total_minor` EUR, as the API
+/// builds one, under the idempotency key `key`.
+pub fn pending_order(total_minor: i64, key: &str) -> Order {
+    let now = now_millis();
+    Order {
+        id: kit::new_id("ord"),
+        user_id: "usr_orders_test".to_owned(),
+        status: Status::Pending,
+        currency: "EUR".to_owned(),
+        total_minor,
+        payment_method_id: "pm_orders_test".to_owned(),
+        payment_kind: "saved_method".to_owned(),
+        failure_code: String::new(),
+        captured_minor: 0,
+        refunded_minor: 0,
+        refund_pending_minor: 0,
+        idempotency_key: key.to_owned(),
+        request_hash: "hash".to_owned(),
+        created_at: now,
+        updated_at: now,
+        lines: vec![Line {
+            sku: "TEST-1".to_owned(),
+            name: "Test".to_owned(),
+            quantity: 1,
+            unit_price_minor: total_minor,
+        }],
+        history: vec![Transition {
+            from: String::new(),
+            to: Status::Pending.as_str().to_owned(),
+            cause: "created".to_owned(),
+            detail: String::new(),
+            at: now,
+        }],
+    }
+}
