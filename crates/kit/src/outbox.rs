@@ -69,13 +69,14 @@ const MAX_ROWS_PER_INSERT: usize = 64;
 ///
 /// Each INSERT's rows are padded to a power of two with rows of NULLs that
 /// it skips, so a handful of statement texts cover every count and stay in
-/// the connection's statement cache. Rows are inserted sorted by their place
-/// in `rows`, so their ids, which the relay publishes in, keep that order.
+/// the connection's statement cache. Each INSERT's rows go in sorted by their
+/// place in its chunk, and the chunks go in order, so the rows' ids, which
+/// the relay publishes in, keep the order of `rows`.
 pub(crate) async fn write_rows(
     conn: &mut sqlx::AnyConnection,
     rows: &[OutboxRow],
 ) -> Result<(), sqlx::Error> {
-    for (chunk_no, chunk) in rows.chunks(MAX_ROWS_PER_INSERT).enumerate() {
+    for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
         let padded = chunk.len().next_power_of_two();
         let values: Vec<String> = (0..padded)
             .map(|row| {
@@ -92,10 +93,9 @@ pub(crate) async fn write_rows(
             values.join(", ")
         );
         let mut query = sqlx::query(&sql);
-        for (n, row) in chunk.iter().enumerate() {
-            let place = i64::try_from(chunk_no * MAX_ROWS_PER_INSERT + n).unwrap_or(i64::MAX);
+        for (place, row) in chunk.iter().enumerate() {
             query = query
-                .bind(place)
+                .bind(i64::try_from(place).unwrap_or(i64::MAX))
                 .bind(&row.topic)
                 .bind(&row.key)
                 .bind(&row.headers)
