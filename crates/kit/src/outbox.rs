@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bus::{Headers, Record, SharedBus};
 use crate::cloudevents::CloudEvent;
-use crate::db::{Db, DbKind, Tx, now_millis};
+use crate::db::{
+    Db, DbKind, MAX_ROWS_PER_STATEMENT, Tx, now_millis, padded_values, values_columns,
+};
 use crate::metrics::{Metrics, TopicLabels};
 
 /// Writes an event into the outbox inside the caller's transaction: it is
@@ -62,35 +64,25 @@ pub struct OutboxRow {
     created_at: i64,
 }
 
-/// Most outbox rows per INSERT (6 parameters each).
-const MAX_ROWS_PER_INSERT: usize = 64;
-
-/// Writes `rows`, in their order, in one INSERT per `MAX_ROWS_PER_INSERT`.
+/// Writes `rows`, in their order, in one INSERT per
+/// [`MAX_ROWS_PER_STATEMENT`], its rows padded as [`padded_values`] says.
 ///
-/// Each INSERT's rows are padded to a power of two with rows of NULLs that
-/// it skips, so a handful of statement texts cover every count and stay in
-/// the connection's statement cache. Each INSERT's rows go in sorted by their
-/// place in its chunk, and the chunks go in order, so the rows' ids, which
-/// the relay publishes in, keep the order of `rows`.
+/// Each INSERT's rows go in sorted by their place in its chunk, and the
+/// chunks go in order, so the rows' ids, which the relay publishes in,
+/// keep the order of `rows`.
 pub(crate) async fn write_rows(
     conn: &mut sqlx::AnyConnection,
     rows: &[OutboxRow],
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(MAX_ROWS_PER_INSERT) {
-        let padded = chunk.len().next_power_of_two();
-        let values: Vec<String> = (0..padded)
-            .map(|row| {
-                let params: Vec<String> = (1..=6).map(|k| format!("${}", row * 6 + k)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
+    for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
+        let (values, padded) = padded_values(chunk.len(), 6);
+        let columns = values_columns(2, 6);
         let sql = format!(
             "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
-             SELECT column2, column3, column4, column5, column6
-             FROM (VALUES {}) AS pending
+             SELECT {columns}
+             FROM (VALUES {values}) AS pending
              WHERE column2 IS NOT NULL
-             ORDER BY column1",
-            values.join(", ")
+             ORDER BY column1"
         );
         let mut query = sqlx::query(&sql);
         for (place, row) in chunk.iter().enumerate() {
@@ -391,7 +383,7 @@ mod tests {
         assert_eq!(pending(&db).await.unwrap(), 0);
 
         // 64 + 7: one full INSERT, then one padded to 8.
-        let count = MAX_ROWS_PER_INSERT + 7;
+        let count = MAX_ROWS_PER_STATEMENT + 7;
         let mut tx = db.begin().await.unwrap();
         for n in 0..count {
             enqueue_record(&mut tx, &record(n)).unwrap();

@@ -85,6 +85,21 @@ impl Status {
     }
 }
 
+impl Cause {
+    /// The one status this cause moves an order out of, where there is
+    /// only one (a cancel has three): the status the saga can assume and
+    /// move from without reading the order first.
+    pub fn only_from(&self) -> Option<Status> {
+        let mut from = Status::ALL
+            .into_iter()
+            .filter(|status| status.apply(self).is_ok());
+        match (from.next(), from.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -200,6 +215,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_cause_names_the_one_status_it_moves_out_of() {
+        assert_eq!(Cause::StockReserved.only_from(), Some(Pending));
+        assert_eq!(Cause::StockRejected.only_from(), Some(Pending));
+        assert_eq!(Cause::PaymentCaptured.only_from(), Some(Reserved));
+        assert_eq!(declined().only_from(), Some(Reserved));
+        assert_eq!(Cause::PaymentTimedOut.only_from(), Some(Reserved));
+        assert_eq!(Cause::ReservationExpired.only_from(), Some(Reserved));
+        assert_eq!(Cause::Fulfil.only_from(), Some(Paid));
+        // A cancel may come in three statuses: the saga reads the order.
+        assert_eq!(Cause::Cancel { by_admin: true }.only_from(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! conditional update that fails if someone else moved the order first, so
 //! two writers (an event and a cancel, say) can never both win.
 
-use kit::db::Tx;
+use kit::db::{MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
 use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -97,51 +97,145 @@ fn order_row(row: &AnyRow) -> Result<Order, StoreError> {
 
 /// Writes a new order with its lines and first history entry. A second
 /// order with the same user and key is [`StoreError::KeyTaken`], and the
-/// transaction is left usable: the insert skips a taken key instead of
-/// failing on it (a failed statement would abort a PostgreSQL transaction,
-/// and a savepoint around it costs two more statements on every order).
+/// transaction is left usable (see [`insert_all`]).
 pub async fn insert(tx: &mut Tx, order: &Order) -> Result<(), StoreError> {
-    let inserted = sqlx::query(&format!(
-        "INSERT INTO orders ({ORDER_COLUMNS})
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-         ON CONFLICT (user_id, idempotency_key) DO NOTHING"
-    ))
-    .bind(&order.id)
-    .bind(&order.user_id)
-    .bind(order.status.as_str())
-    .bind(&order.currency)
-    .bind(order.total_minor)
-    .bind(&order.payment_method_id)
-    .bind(&order.payment_kind)
-    .bind(&order.failure_code)
-    .bind(order.captured_minor)
-    .bind(order.refunded_minor)
-    .bind(order.refund_pending_minor)
-    .bind(&order.idempotency_key)
-    .bind(&order.request_hash)
-    .bind(order.created_at)
-    .bind(order.updated_at)
-    .execute(&mut **tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Err(StoreError::KeyTaken);
+    match insert_all(tx, &[order]).await?.first() {
+        Some(true) => Ok(()),
+        _ => Err(StoreError::KeyTaken),
     }
-    for (line_no, line) in order.lines.iter().enumerate() {
-        sqlx::query(
+}
+
+/// Writes new orders with their lines and history, in three statements
+/// per [`MAX_ROWS_PER_STATEMENT`] orders (lines and history: rows) rather
+/// than two or more per order: new orders are stored in batches
+/// ([`crate::creations`]), and on SQLite each statement is a round trip
+/// made while the database's one writer is held. Returns, for each order,
+/// whether it was stored: `false` when its user's idempotency key names an
+/// order already, stored before or earlier in `orders`.
+///
+/// A taken key inserts nothing (`ON CONFLICT DO NOTHING`) instead of
+/// failing, so the transaction is left usable: a failed statement would
+/// abort a PostgreSQL transaction, and a savepoint around each order costs
+/// two more statements. Any other refusal (an id that is taken) fails the
+/// statement, and with it every order in it.
+pub async fn insert_all(tx: &mut Tx, orders: &[&Order]) -> Result<Vec<bool>, StoreError> {
+    let mut stored_ids = std::collections::HashSet::new();
+    for chunk in orders.chunks(MAX_ROWS_PER_STATEMENT) {
+        // Column 1 is each order's place, so that of two with one key the
+        // first is the one stored.
+        let (values, padded) = padded_values(chunk.len(), 16);
+        let sql = format!(
+            "INSERT INTO orders ({ORDER_COLUMNS})
+             SELECT {} FROM (VALUES {values}) AS new_order
+             WHERE column1 IS NOT NULL ORDER BY column1
+             ON CONFLICT (user_id, idempotency_key) DO NOTHING
+             RETURNING id",
+            values_columns(2, 16)
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql);
+        // The padding is rows of NULLs, each of its column's type.
+        let rows = chunk.iter().map(Some).chain(std::iter::repeat(None));
+        for (place, order) in rows.take(padded).enumerate() {
+            let place = i64::try_from(place).unwrap_or(i64::MAX);
+            query = query
+                .bind(order.map(|_| place))
+                .bind(order.map(|o| o.id.as_str()))
+                .bind(order.map(|o| o.user_id.as_str()))
+                .bind(order.map(|o| o.status.as_str()))
+                .bind(order.map(|o| o.currency.as_str()))
+                .bind(order.map(|o| o.total_minor))
+                .bind(order.map(|o| o.payment_method_id.as_str()))
+                .bind(order.map(|o| o.payment_kind.as_str()))
+                .bind(order.map(|o| o.failure_code.as_str()))
+                .bind(order.map(|o| o.captured_minor))
+                .bind(order.map(|o| o.refunded_minor))
+                .bind(order.map(|o| o.refund_pending_minor))
+                .bind(order.map(|o| o.idempotency_key.as_str()))
+                .bind(order.map(|o| o.request_hash.as_str()))
+                .bind(order.map(|o| o.created_at))
+                .bind(order.map(|o| o.updated_at));
+        }
+        stored_ids.extend(query.fetch_all(&mut **tx).await?);
+    }
+    let stored: Vec<&Order> = orders
+        .iter()
+        .copied()
+        .filter(|order| stored_ids.contains(&order.id))
+        .collect();
+    insert_lines(tx, &stored).await?;
+    insert_first_history(tx, &stored).await?;
+    Ok(orders
+        .iter()
+        .map(|order| stored_ids.contains(&order.id))
+        .collect())
+}
+
+/// The lines of orders just stored.
+async fn insert_lines(tx: &mut Tx, orders: &[&Order]) -> Result<(), StoreError> {
+    let lines: Vec<(&str, i64, &Line)> = orders
+        .iter()
+        .flat_map(|order| {
+            order.lines.iter().enumerate().map(|(line_no, line)| {
+                let line_no = i64::try_from(line_no).unwrap_or(i64::MAX);
+                (order.id.as_str(), line_no, line)
+            })
+        })
+        .collect();
+    for chunk in lines.chunks(MAX_ROWS_PER_STATEMENT) {
+        let (values, padded) = padded_values(chunk.len(), 6);
+        let sql = format!(
             "INSERT INTO order_lines (order_id, line_no, sku, name, quantity, unit_price_minor)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&order.id)
-        .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
-        .bind(&line.sku)
-        .bind(&line.name)
-        .bind(line.quantity)
-        .bind(line.unit_price_minor)
-        .execute(&mut **tx)
-        .await?;
+             SELECT {} FROM (VALUES {values}) AS new_line WHERE column1 IS NOT NULL",
+            values_columns(1, 6)
+        );
+        let mut query = sqlx::query(&sql);
+        let rows = chunk.iter().map(Some).chain(std::iter::repeat(None));
+        for row in rows.take(padded) {
+            query = query
+                .bind(row.map(|(order_id, _, _)| *order_id))
+                .bind(row.map(|(_, line_no, _)| *line_no))
+                .bind(row.map(|(_, _, line)| line.sku.as_str()))
+                .bind(row.map(|(_, _, line)| line.name.as_str()))
+                .bind(row.map(|(_, _, line)| line.quantity))
+                .bind(row.map(|(_, _, line)| line.unit_price_minor));
+        }
+        query.execute(&mut **tx).await?;
     }
-    for transition in &order.history {
-        append_history(tx, &order.id, transition).await?;
+    Ok(())
+}
+
+/// The history orders were created with, numbered from 1: an order just
+/// stored has no entries yet.
+async fn insert_first_history(tx: &mut Tx, orders: &[&Order]) -> Result<(), StoreError> {
+    let entries: Vec<(&str, i64, &Transition)> = orders
+        .iter()
+        .flat_map(|order| {
+            order.history.iter().enumerate().map(|(place, transition)| {
+                let seq = i64::try_from(place + 1).unwrap_or(i64::MAX);
+                (order.id.as_str(), seq, transition)
+            })
+        })
+        .collect();
+    for chunk in entries.chunks(MAX_ROWS_PER_STATEMENT) {
+        let (values, padded) = padded_values(chunk.len(), 7);
+        let sql = format!(
+            "INSERT INTO order_history (order_id, seq, from_status, to_status, cause, detail, at)
+             SELECT {} FROM (VALUES {values}) AS new_entry WHERE column1 IS NOT NULL",
+            values_columns(1, 7)
+        );
+        let mut query = sqlx::query(&sql);
+        let rows = chunk.iter().map(Some).chain(std::iter::repeat(None));
+        for row in rows.take(padded) {
+            query = query
+                .bind(row.map(|(order_id, _, _)| *order_id))
+                .bind(row.map(|(_, seq, _)| *seq))
+                .bind(row.map(|(_, _, entry)| entry.from.as_str()))
+                .bind(row.map(|(_, _, entry)| entry.to.as_str()))
+                .bind(row.map(|(_, _, entry)| entry.cause.as_str()))
+                .bind(row.map(|(_, _, entry)| entry.detail.as_str()))
+                .bind(row.map(|(_, _, entry)| entry.at));
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -290,13 +384,15 @@ pub struct Move<'a> {
 
 /// Moves the order from `step.from` to `step.to`, with the cause in its
 /// history and the money the step captured, if it is still in
-/// `step.from`; [`StoreError::Conflict`] if not.
+/// `step.from`, and returns its row as it now stands (without lines and
+/// history, as [`head_by_id`]); [`StoreError::Conflict`] if it is not
+/// there, which changes nothing.
 pub async fn move_status(
     tx: &mut Tx,
     order_id: &str,
     step: Move<'_>,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Order, StoreError> {
     let Move {
         from,
         to,
@@ -305,23 +401,26 @@ pub async fn move_status(
         failure_code,
         captured_minor,
     } = step;
-    let moved = sqlx::query(
+    let moved = sqlx::query(&format!(
         "UPDATE orders SET status = $1, updated_at = $2,
                 failure_code = COALESCE($3, failure_code),
                 captured_minor = captured_minor + $4
-         WHERE id = $5 AND status = $6",
-    )
+         WHERE id = $5 AND status = $6
+         RETURNING {ORDER_COLUMNS}"
+    ))
     .bind(to.as_str())
     .bind(now)
     .bind(failure_code)
     .bind(captured_minor)
     .bind(order_id)
     .bind(from.as_str())
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    if moved.rows_affected() != 1 {
-        return Err(StoreError::Conflict);
-    }
+    let order = moved
+        .as_ref()
+        .map(order_row)
+        .transpose()?
+        .ok_or(StoreError::Conflict)?;
     append_history(
         tx,
         order_id,
@@ -333,7 +432,8 @@ pub async fn move_status(
             at: now,
         },
     )
-    .await
+    .await?;
+    Ok(order)
 }
 
 /// Writes an entry in the history that is not a status change (a capture on a

@@ -1,7 +1,9 @@
-//! New orders stored together (`orders::creations`), against real
-//! databases, PostgreSQL and SQLite: every caller hears what became of its
-//! own order, a taken idempotency key and an order that cannot be stored
-//! fail alone, and exactly the stored orders have their event outboxed.
+//! New orders stored together (`orders::creations`, `store::insert_all`),
+//! against real databases, PostgreSQL and SQLite: every caller hears what
+//! became of its own order, a taken idempotency key and an order that
+//! cannot be stored fail alone, exactly the stored orders have their event
+//! outboxed, and every order reads back whole, however many statements
+//! it took.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +12,7 @@ use contracts::events::{Money, OrderCreatedV1, PaymentChoiceV1};
 use kit::Db;
 use kit::outbox::OutboxSignal;
 use orders::creations::{Creation, OrderWriter, Stored};
-use orders::store::{self, Order};
+use orders::store::{self, Line, Order};
 
 mod common;
 
@@ -46,6 +48,17 @@ async fn stored(db: &Db, id: &str) -> Option<Order> {
     store::by_id(&mut conn, id).await.unwrap()
 }
 
+/// `count` lines, each a copy of `line` under its own SKU.
+fn with_lines(count: usize, line: &Line) -> Vec<Line> {
+    (0..count)
+        .map(|n| Line {
+            sku: format!("{}-{n}", line.sku),
+            quantity: i64::try_from(n).unwrap() + 1,
+            ..line.clone()
+        })
+        .collect()
+}
+
 async fn one_batch_answers_each_caller_for_its_own_order(db: Db) {
     // Already stored: a later creation reusing its id cannot be stored.
     let existing = common::pending_order(100, &kit::testing::unique("key"));
@@ -56,6 +69,11 @@ async fn one_batch_answers_each_caller_for_its_own_order(db: Db) {
     let mut orders: Vec<Order> = (0..12)
         .map(|n| common::pending_order(1_000 + n, &kit::testing::unique("key")))
         .collect();
+    // Some orders have several lines, so one statement writes lines of
+    // several orders.
+    for (n, order) in orders.iter_mut().enumerate() {
+        order.lines = with_lines(n % 3 + 1, &order.lines[0]);
+    }
     // Order 5 repeats order 4's key, as a retried request does.
     orders[5].idempotency_key = orders[4].idempotency_key.clone();
     // Order 8 reuses a stored order's id.
@@ -98,9 +116,7 @@ async fn one_batch_answers_each_caller_for_its_own_order(db: Db) {
             continue;
         }
         let found = stored(&db, &order.id).await.expect("a stored order");
-        assert_eq!(found.total_minor, order.total_minor);
-        assert_eq!(found.lines.len(), 1);
-        assert_eq!(found.history.len(), 1);
+        assert_eq!(&found, order, "order {n} reads back as it was stored");
         expected.push(order.id.clone());
     }
     assert!(stored(&db, &orders[5].id).await.is_none());
@@ -113,6 +129,54 @@ async fn one_batch_answers_each_caller_for_its_own_order(db: Db) {
     outboxed.sort();
     expected.sort();
     assert_eq!(outboxed, expected, "one event per stored order, no other");
+}
+
+/// More orders, lines and history entries than one statement writes: each
+/// goes in several statements, and a key repeated across two of them is
+/// still stored once, for the first order that had it.
+async fn many_orders_are_stored_whole_across_statements(db: Db) {
+    let mut orders: Vec<Order> = (0..70)
+        .map(|n| common::pending_order(2_000 + n, &kit::testing::unique("key")))
+        .collect();
+    for order in &mut orders {
+        order.lines = with_lines(2, &order.lines[0]);
+    }
+    // Order 66 (in the second statement) repeats order 3's key.
+    orders[66].idempotency_key = orders[3].idempotency_key.clone();
+    let refs: Vec<&Order> = orders.iter().collect();
+    let mut tx = db.begin().await.unwrap();
+    let inserted = store::insert_all(&mut tx, &refs).await.unwrap();
+    tx.commit().await.unwrap();
+
+    for (n, order) in orders.iter().enumerate() {
+        let found = stored(&db, &order.id).await;
+        if n == 66 {
+            assert!(!inserted[n], "a repeated key is not stored again");
+            assert_eq!(found, None);
+        } else {
+            assert!(inserted[n], "order {n}");
+            assert_eq!(found.as_ref(), Some(order), "order {n} reads back whole");
+        }
+    }
+}
+
+#[tokio::test]
+async fn many_orders_are_stored_whole_across_statements_on_postgres() {
+    let db = kit::testing::migrated(
+        kit::testing::postgres_db().await,
+        "orders",
+        orders::MIGRATIONS,
+    )
+    .await;
+    many_orders_are_stored_whole_across_statements(db).await;
+}
+
+#[tokio::test]
+async fn many_orders_are_stored_whole_across_statements_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = kit::testing::sqlite_db(dir.path()).await;
+    let db = kit::testing::migrated(db, "orders", orders::MIGRATIONS).await;
+    many_orders_are_stored_whole_across_statements(db).await;
 }
 
 #[tokio::test]
