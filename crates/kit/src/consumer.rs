@@ -617,8 +617,11 @@ impl ConsumerRunner {
         store_positions(&mut tx, &self.spec.group, &ends)
             .await
             .map_err(|e| (0, e.into()))?;
+        let outboxed = tx.outboxes();
         tx.commit().await.map_err(|e| (0, e.into()))?;
-        self.outbox.notify();
+        if outboxed {
+            self.outbox.notify();
+        }
         self.metrics
             .events
             .batch_size
@@ -818,8 +821,11 @@ impl ConsumerRunner {
             delivery.offset + 1,
         );
         store_positions(&mut tx, &self.spec.group, &[end]).await?;
+        let outboxed = tx.outboxes();
         tx.commit().await?;
-        self.outbox.notify();
+        if outboxed {
+            self.outbox.notify();
+        }
         Ok(())
     }
 

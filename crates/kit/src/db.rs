@@ -73,6 +73,14 @@ impl Tx {
         self.inner.rollback().await
     }
 
+    /// Whether committing writes outbox rows, that is whether the relay
+    /// has anything to do once it has: most consumer batches of a service
+    /// that only records (analytics, say) outbox nothing, and a relay woken
+    /// for nothing reads the outbox for nothing.
+    pub fn outboxes(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
     pub(crate) fn enqueue(&mut self, row: crate::outbox::OutboxRow) {
         self.outbox.push(row);
     }

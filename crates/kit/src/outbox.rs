@@ -378,7 +378,9 @@ mod tests {
     async fn enqueued_rows_are_written_in_order_when_the_transaction_commits() {
         let db = crate::db::in_memory_with_kit_tables().await;
         let mut tx = db.begin().await.unwrap();
+        assert!(!tx.outboxes(), "nothing to wake the relay for yet");
         enqueue_record(&mut tx, &record(999)).unwrap();
+        assert!(tx.outboxes());
         tx.rollback().await.unwrap();
         assert_eq!(pending(&db).await.unwrap(), 0);
 
