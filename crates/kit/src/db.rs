@@ -59,6 +59,7 @@ pub const SQLITE_CACHE_SIZE: &str = "-512";
 pub struct Tx {
     inner: sqlx::Transaction<'static, Any>,
     outbox: Vec<crate::outbox::OutboxRow>,
+    kind: DbKind,
 }
 
 impl Tx {
@@ -71,6 +72,12 @@ impl Tx {
     /// Rolls back: nothing it wrote or enqueued stays.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
         self.inner.rollback().await
+    }
+
+    /// Which database the transaction is on, for the statements that are
+    /// written differently on each ([`Db::kind`]).
+    pub fn kind(&self) -> DbKind {
+        self.kind
     }
 
     /// Whether committing writes outbox rows, that is whether the relay
@@ -316,6 +323,7 @@ impl Db {
         Ok(Tx {
             inner: self.pool.begin().await?,
             outbox: Vec::new(),
+            kind: self.kind,
         })
     }
 

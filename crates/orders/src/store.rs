@@ -2,7 +2,7 @@
 //! conditional update that fails if someone else moved the order first, so
 //! two writers (an event and a cancel, say) can never both win.
 
-use kit::db::{MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
+use kit::db::{DbKind, MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
 use sqlx::AnyConnection;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -401,39 +401,53 @@ pub async fn move_status(
         failure_code,
         captured_minor,
     } = step;
-    let moved = sqlx::query(&format!(
+    // One round trip for the update and its history entry, and the entry
+    // is written only if the update matched. PostgreSQL: the entry is
+    // inserted from the updated row, in one statement. SQLite has no
+    // writing `WITH`, but the driver runs a text of several statements in
+    // one hand-over to the connection's thread, and `changes()` is the
+    // number of rows the update changed. The guard is a `HAVING`: the
+    // `MAX` makes one row even where the `WHERE` leaves none.
+    let update = format!(
         "UPDATE orders SET status = $1, updated_at = $2,
                 failure_code = COALESCE($3, failure_code),
                 captured_minor = captured_minor + $4
          WHERE id = $5 AND status = $6
          RETURNING {ORDER_COLUMNS}"
-    ))
-    .bind(to.as_str())
-    .bind(now)
-    .bind(failure_code)
-    .bind(captured_minor)
-    .bind(order_id)
-    .bind(from.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let order = moved
-        .as_ref()
+    );
+    let history = "SELECT $5, COALESCE(MAX(seq), 0) + 1, $6, $1, $7, $8, $2
+         FROM order_history WHERE order_id = $5";
+    let history_columns =
+        "order_history (order_id, seq, from_status, to_status, cause, detail, at)";
+    let sql = match tx.kind() {
+        DbKind::Postgres => format!(
+            "WITH moved AS ({update}),
+                  entry AS (INSERT INTO {history_columns} {history}
+                                 HAVING EXISTS (SELECT 1 FROM moved))
+             SELECT * FROM moved"
+        ),
+        DbKind::Sqlite => {
+            format!("{update}; INSERT INTO {history_columns} {history} HAVING changes() = 1")
+        }
+    };
+    // `fetch_all`: on SQLite the second statement runs only if the rows of
+    // the first are all taken.
+    let moved = sqlx::query(&sql)
+        .bind(to.as_str())
+        .bind(now)
+        .bind(failure_code)
+        .bind(captured_minor)
+        .bind(order_id)
+        .bind(from.as_str())
+        .bind(cause)
+        .bind(detail)
+        .fetch_all(&mut **tx)
+        .await?;
+    moved
+        .first()
         .map(order_row)
         .transpose()?
-        .ok_or(StoreError::Conflict)?;
-    append_history(
-        tx,
-        order_id,
-        &Transition {
-            from: from.as_str().to_owned(),
-            to: to.as_str().to_owned(),
-            cause: cause.to_owned(),
-            detail: detail.to_owned(),
-            at: now,
-        },
-    )
-    .await?;
-    Ok(order)
+        .ok_or(StoreError::Conflict)
 }
 
 /// Writes an entry in the history that is not a status change (a capture on a

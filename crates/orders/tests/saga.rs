@@ -95,6 +95,19 @@ async fn a_capture_pays_a_reserved_order(db: Db) {
     let paid = order(&db, &id).await;
     assert_eq!(paid.status, Status::Paid);
     assert_eq!((paid.captured_minor, paid.refund_pending_minor), (TOTAL, 0));
+    let steps: Vec<(&str, &str, &str)> = paid
+        .history
+        .iter()
+        .map(|t| (t.cause.as_str(), t.from.as_str(), t.to.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("created", "", "PENDING"),
+            ("stock_reserved", "PENDING", "RESERVED"),
+            ("payment_captured", "RESERVED", "PAID"),
+        ]
+    );
     let events = events(&db, &id).await;
     assert_eq!(
         events
@@ -116,6 +129,7 @@ async fn a_capture_after_the_order_closed_is_refunded_in_full(
 ) {
     let id = placed(&db).await;
     advance(&db, &id, Cause::StockReserved).await;
+    let closing_code = closing.code().to_owned();
     advance(&db, &id, closing).await;
     captured(&db, &id, TOTAL).await;
 
@@ -128,6 +142,18 @@ async fn a_capture_after_the_order_closed_is_refunded_in_full(
             late.refundable_minor()
         ),
         (TOTAL, TOTAL, 0)
+    );
+    // One entry per step that happened: a try that found the order
+    // elsewhere wrote none.
+    let causes: Vec<&str> = late.history.iter().map(|t| t.cause.as_str()).collect();
+    assert_eq!(
+        causes,
+        [
+            "created",
+            "stock_reserved",
+            closing_code.as_str(),
+            "refund_requested"
+        ]
     );
     let last = late.history.last().unwrap();
     assert_eq!(
