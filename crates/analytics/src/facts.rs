@@ -10,7 +10,7 @@ use contracts::events::{
 };
 use kit::cloudevents::CloudEvent;
 use kit::consumer::{Handler, HandlerError};
-use kit::db::Tx;
+use kit::db::{MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
 
 fn reject(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::Reject(anyhow::anyhow!("{error}"))
@@ -120,21 +120,33 @@ impl Handler for Facts {
         Ok(())
     }
 
-    /// Counts the transaction's events per minute and type: one statement
-    /// for each pair rather than one per event, since a batch is mostly a
-    /// few types within one minute.
+    /// Counts the transaction's events per minute and type, in one
+    /// statement per [`MAX_ROWS_PER_STATEMENT`] pairs: a batch is mostly a
+    /// few types within one minute, and a statement per pair was more than
+    /// one statement per order on the analytics writer.
     async fn handled_all(&self, tx: &mut Tx, events: &[&CloudEvent]) -> Result<(), sqlx::Error> {
-        for ((minute, event_type), count) in counts_by_minute_and_type(events) {
-            sqlx::query(
-                "INSERT INTO event_counts (minute, event_type, count) VALUES ($1, $2, $3)
+        let counts: Vec<((i64, &str), i64)> =
+            counts_by_minute_and_type(events).into_iter().collect();
+        for chunk in counts.chunks(MAX_ROWS_PER_STATEMENT) {
+            // Each pair once (the counts are a map), so no row is updated
+            // twice by one statement, which PostgreSQL refuses.
+            let (values, padded) = padded_values(chunk.len(), 3);
+            let sql = format!(
+                "INSERT INTO event_counts (minute, event_type, count)
+                 SELECT {} FROM (VALUES {values}) AS counted WHERE column1 IS NOT NULL
                  ON CONFLICT (minute, event_type) DO UPDATE
                      SET count = event_counts.count + excluded.count",
-            )
-            .bind(minute)
-            .bind(event_type)
-            .bind(count)
-            .execute(&mut **tx)
-            .await?;
+                values_columns(1, 3)
+            );
+            let mut query = sqlx::query(&sql);
+            let rows = chunk.iter().map(Some).chain(std::iter::repeat(None));
+            for row in rows.take(padded) {
+                query = query
+                    .bind(row.map(|((minute, _), _)| *minute))
+                    .bind(row.map(|((_, event_type), _)| *event_type))
+                    .bind(row.map(|(_, count)| *count));
+            }
+            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -238,6 +250,77 @@ mod tests {
             traceparent: None,
             data: b"{}".to_vec(),
         }
+    }
+
+    async fn counted(db: &kit::Db) -> Vec<(i64, String, i64)> {
+        sqlx::query_as(
+            "SELECT minute, event_type, count FROM event_counts ORDER BY minute, event_type",
+        )
+        .fetch_all(db.pool())
+        .await
+        .expect("the counts")
+    }
+
+    /// Two batches' counts add up, per minute and type, whichever pairs
+    /// each batch had and however many (more than one statement takes).
+    async fn batches_add_to_the_stored_counts(db: kit::Db) {
+        let first = [
+            event("kart.order.created.v1", "2026-12-01T10:00:01Z"),
+            event("kart.order.paid.v1", "2026-12-01T10:00:02Z"),
+            event("kart.order.created.v1", "2026-12-01T10:00:59Z"),
+        ];
+        // 70 minutes of one type each, then a pair the first batch had.
+        let mut second: Vec<CloudEvent> = (0..70)
+            .map(|m| {
+                let at = chrono::DateTime::parse_from_rfc3339("2026-12-01T11:00:00Z")
+                    .expect("a time")
+                    + chrono::Duration::minutes(m);
+                event("kart.stock.reserved.v1", &at.to_rfc3339())
+            })
+            .collect();
+        second.push(event("kart.order.created.v1", "2026-12-01T10:00:30Z"));
+        for batch in [&first[..], &second[..]] {
+            let refs: Vec<&CloudEvent> = batch.iter().collect();
+            let mut tx = db.begin().await.expect("a transaction");
+            Facts.handled_all(&mut tx, &refs).await.expect("counted");
+            tx.commit().await.expect("committed");
+        }
+        let ten = minute_of(
+            "2026-12-01T10:00:00Z"
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .expect("a time")
+                .timestamp_millis(),
+        );
+        let counts = counted(&db).await;
+        assert_eq!(counts.len(), 72, "{counts:?}");
+        assert_eq!(counts[0], (ten, "kart.order.created.v1".to_owned(), 3));
+        assert_eq!(counts[1], (ten, "kart.order.paid.v1".to_owned(), 1));
+        assert!(
+            counts[2..]
+                .iter()
+                .enumerate()
+                .all(
+                    |(m, (minute, event_type, count))| *minute == ten + 60 + m as i64
+                        && event_type == "kart.stock.reserved.v1"
+                        && *count == 1
+                ),
+            "{counts:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn batches_add_to_the_stored_counts_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = kit::testing::sqlite_db(dir.path()).await;
+        let db = kit::testing::migrated(db, "analytics", crate::MIGRATIONS).await;
+        batches_add_to_the_stored_counts(db).await;
+    }
+
+    #[tokio::test]
+    async fn batches_add_to_the_stored_counts_on_postgres() {
+        let db = kit::testing::postgres_db().await;
+        let db = kit::testing::migrated(db, "analytics", crate::MIGRATIONS).await;
+        batches_add_to_the_stored_counts(db).await;
     }
 
     #[test]
