@@ -151,17 +151,18 @@ async fn advance_read(
     trace: Option<TraceParent>,
     captured_minor: i64,
 ) -> Result<(), SagaError> {
-    order.status.apply(&cause).map_err(SagaError::Refused)?;
     let now = now_millis();
     let from = order.status;
+    // A cause this status refuses is refused before anything is written.
     match try_advance_from(tx, &order.id, from, &cause, detail, captured_minor, now).await? {
         Some(_) => announce(tx, &order, &cause, detail, trace, now).await,
         None => Err(StoreError::Conflict.into()),
     }
 }
 
-/// Writes the events that follow from `order` (as it stood, in `from`)
-/// having moved for `cause`.
+/// Writes the events that follow from `order` having moved for `cause`;
+/// `order` is the row as it stood before the move (its status the one it
+/// moved from), with any money the move captured counted.
 async fn announce(
     tx: &mut Tx,
     order: &Order,
