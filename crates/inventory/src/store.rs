@@ -9,7 +9,7 @@
 //! would do the same at two more statements per order, on the one writer
 //! every reservation waits for.)
 
-use kit::db::{Tx, now_millis};
+use kit::db::{DbKind, Tx, now_millis, padded_values};
 use sqlx::Row;
 
 use crate::domain::{Adjustment, Lines, ReservationState, Short};
@@ -195,73 +195,42 @@ pub async fn reserve(
     expires_at: i64,
 ) -> Result<ReserveOutcome, StoreError> {
     let now = now_millis();
-    // Claim the order id first: a concurrent call for the same order waits
-    // here, then sees the winner's row.
-    let claimed = sqlx::query(
-        "INSERT INTO reservations (order_id, state, expires_at, short_lines, reason, created_at, updated_at)
-         VALUES ($1, 'reserved', $2, '[]', '', $3, $3)
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(expires_at)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    if claimed.rows_affected() == 0 {
+    let Some(taken) = claim_and_take(tx, order_id, lines, expires_at, now).await? else {
         let existing = reservation(tx, order_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("reservation {order_id} vanished")))?;
         return Ok(ReserveOutcome::Existing(existing));
+    };
+    if taken.len() == lines.iter().count() {
+        return Ok(ReserveOutcome::Reserved { expires_at });
     }
 
-    let mut taken = Vec::new();
+    // A line is short: the lines taken go back, in this same transaction,
+    // and the reservation records what was missing.
     let mut short = Vec::new();
     for (sku, quantity) in lines.iter() {
         let quantity = i64::from(quantity.get());
-        let took = sqlx::query(
-            "UPDATE stock SET reserved = reserved + $1, updated_at = $2
-             WHERE sku = $3 AND on_hand - reserved >= $1",
-        )
-        .bind(quantity)
-        .bind(now)
-        .bind(sku.as_str())
-        .execute(&mut **tx)
-        .await?;
-        if took.rows_affected() == 1 {
-            taken.push((sku.as_str(), quantity));
-        } else {
-            let available: Option<i64> =
-                sqlx::query_scalar("SELECT on_hand - reserved FROM stock WHERE sku = $1")
-                    .bind(sku.as_str())
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            short.push(Short {
-                sku: sku.to_string(),
-                requested: quantity as u32,
-                available: available.unwrap_or(0),
-            });
-        }
-    }
-    if short.is_empty() {
-        for (sku, quantity) in taken {
+        if taken.iter().any(|t| t == sku.as_str()) {
             sqlx::query(
-                "INSERT INTO reservation_lines (order_id, sku, quantity) VALUES ($1, $2, $3)",
+                "UPDATE stock SET reserved = reserved - $1, updated_at = $2 WHERE sku = $3",
             )
-            .bind(order_id)
-            .bind(sku)
-            .bind(quantity)
-            .execute(&mut **tx)
-            .await?;
-        }
-        return Ok(ReserveOutcome::Reserved { expires_at });
-    }
-    for (sku, quantity) in taken {
-        sqlx::query("UPDATE stock SET reserved = reserved - $1, updated_at = $2 WHERE sku = $3")
             .bind(quantity)
             .bind(now)
-            .bind(sku)
+            .bind(sku.as_str())
             .execute(&mut **tx)
             .await?;
+            continue;
+        }
+        let available: Option<i64> =
+            sqlx::query_scalar("SELECT on_hand - reserved FROM stock WHERE sku = $1")
+                .bind(sku.as_str())
+                .fetch_optional(&mut **tx)
+                .await?;
+        short.push(Short {
+            sku: sku.to_string(),
+            requested: quantity as u32,
+            available: available.unwrap_or(0),
+        });
     }
     let short_json =
         serde_json::to_string(&short).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -271,6 +240,87 @@ pub async fn reserve(
         .execute(&mut **tx)
         .await?;
     Ok(ReserveOutcome::Rejected { short })
+}
+
+/// The usual reservation in one round trip: claims the order id (a
+/// concurrent claim of the same order waits for this one, then finds its
+/// row), takes every line that has the units, and, if that is all of them,
+/// stores the lines. Returns the SKUs taken, or `None` if the order was
+/// claimed before (nothing is taken then).
+///
+/// One round trip because every reservation waits for the inventory
+/// database's one writer, and on SQLite each statement is a hand-over to
+/// the connection's thread while it is held. PostgreSQL: writing `WITH`s,
+/// each fed by the one before. SQLite: one text of three statements, each
+/// guarded by `changes()`, the rows the one before it changed.
+async fn claim_and_take(
+    tx: &mut Tx,
+    order_id: &str,
+    lines: &Lines,
+    expires_at: i64,
+    now: i64,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let count = lines.iter().count();
+    let (values, padded) = padded_values(count, 2);
+    // The lines are `$1 …`, two to a line; the rest follow them.
+    let first = 2 * padded;
+    let (order, expires, at, lines_count) = (first + 1, first + 2, first + 3, first + 4);
+    let claim = format!(
+        "INSERT INTO reservations (order_id, state, expires_at, short_lines, reason, created_at, updated_at)
+         VALUES (${order}, 'reserved', ${expires}, '[]', '', ${at}, ${at})
+         ON CONFLICT (order_id) DO NOTHING"
+    );
+    // Each stock row joins one line: the lines' SKUs are unique.
+    let take = format!(
+        "UPDATE stock SET reserved = stock.reserved + line.column2, updated_at = ${at}
+         FROM (VALUES {values}) AS line
+         WHERE stock.sku = line.column1 AND stock.on_hand - stock.reserved >= line.column2"
+    );
+    let keep = "INSERT INTO reservation_lines (order_id, sku, quantity)";
+    let sql = match tx.kind() {
+        DbKind::Postgres => format!(
+            "WITH claim AS ({claim} RETURNING order_id),
+                  taken AS ({take} AND EXISTS (SELECT 1 FROM claim)
+                            RETURNING stock.sku, line.column2 AS quantity),
+                  kept AS ({keep} SELECT ${order}, sku, quantity FROM taken
+                           WHERE (SELECT COUNT(*) FROM taken) = ${lines_count})
+             SELECT 'claimed' AS what, order_id AS sku FROM claim
+             UNION ALL SELECT 'taken', sku FROM taken"
+        ),
+        DbKind::Sqlite => format!(
+            "{claim} RETURNING 'claimed' AS what, order_id AS sku;
+             {take} AND changes() = 1 RETURNING 'taken' AS what, stock.sku AS sku;
+             {keep} SELECT ${order}, column1, column2 FROM (VALUES {values})
+                 WHERE column1 IS NOT NULL AND changes() = ${lines_count}"
+        ),
+    };
+    let mut query = sqlx::query(&sql);
+    let rows = lines.iter().map(Some).chain(std::iter::repeat(None));
+    for line in rows.take(padded) {
+        query = query
+            .bind(line.map(|(sku, _)| sku.as_str()))
+            .bind(line.map(|(_, quantity)| i64::from(quantity.get())));
+    }
+    // `fetch_all`: on SQLite each statement runs only once the rows of the
+    // one before are all taken.
+    let rows = query
+        .bind(order_id)
+        .bind(expires_at)
+        .bind(now)
+        .bind(i64::try_from(count).unwrap_or(i64::MAX))
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut claimed = false;
+    let mut taken = Vec::new();
+    for row in rows {
+        let what: String = row.try_get("what")?;
+        let sku: String = row.try_get("sku")?;
+        match what.as_str() {
+            "claimed" => claimed = true,
+            _ => taken.push(sku),
+        }
+    }
+    Ok(claimed.then_some(taken))
 }
 
 /// Ends a reservation that still holds stock: `Released` or `Expired` gives
@@ -288,22 +338,18 @@ pub async fn finish(
     // The state moves first, conditionally: of two concurrent finishes, one
     // moves the stock. The common case (a reservation still held) needs no
     // read; the reservation is read only to say why nothing moved.
-    let moved = sqlx::query(
-        "UPDATE reservations SET state = $1, reason = $2, updated_at = $3 WHERE order_id = $4 AND state = 'reserved'",
-    )
-    .bind(to.as_str())
-    .bind(reason)
-    .bind(now)
-    .bind(order_id)
-    .execute(&mut **tx)
-    .await?;
-    if moved.rows_affected() == 1 {
-        let change = if to == ReservationState::Committed {
-            StockChange::Sell
-        } else {
-            StockChange::Unreserve
-        };
-        move_reserved_stock(tx, order_id, change, now).await?;
+    let change = if to == ReservationState::Committed {
+        StockChange::Sell
+    } else {
+        StockChange::Unreserve
+    };
+    let held = Transition {
+        from: ReservationState::Reserved,
+        to,
+        reason,
+        change,
+    };
+    if move_reservation(tx, order_id, held, now).await? {
         return Ok((Some(ReservationState::Reserved), to));
     }
     if let Some(current) = reservation(tx, order_id).await? {
@@ -331,21 +377,13 @@ pub async fn finish(
 /// paid, before it shipped. True if units moved (once, however often the
 /// cancellation arrives).
 pub async fn restock(tx: &mut Tx, order_id: &str, reason: &str) -> Result<bool, StoreError> {
-    let now = now_millis();
-    let moved = sqlx::query(
-        "UPDATE reservations SET state = 'released', reason = $1, updated_at = $2
-         WHERE order_id = $3 AND state = 'committed'",
-    )
-    .bind(reason)
-    .bind(now)
-    .bind(order_id)
-    .execute(&mut **tx)
-    .await?;
-    if moved.rows_affected() == 0 {
-        return Ok(false);
-    }
-    move_reserved_stock(tx, order_id, StockChange::Restock, now).await?;
-    Ok(true)
+    let sold = Transition {
+        from: ReservationState::Committed,
+        to: ReservationState::Released,
+        reason,
+        change: StockChange::Restock,
+    };
+    Ok(move_reservation(tx, order_id, sold, now_millis()).await?)
 }
 
 /// What happens to the stock rows of an order's reserved lines.
@@ -359,36 +397,62 @@ enum StockChange {
     Restock,
 }
 
-/// Applies `change` to the stock of every line `order_id` reserved, in one
-/// statement (the lines' SKUs are unique per order, so each stock row
-/// joins one line). The caller has just moved the reservation's state
-/// conditionally, so this runs once per change however often it is asked.
-async fn move_reserved_stock(
+/// A reservation's move between states, and what it does to the stock.
+#[derive(Debug, Clone, Copy)]
+struct Transition<'a> {
+    from: ReservationState,
+    to: ReservationState,
+    reason: &'a str,
+    change: StockChange,
+}
+
+/// Moves the reservation of `order_id` from `step.from` to `step.to` and,
+/// if it was in `step.from`, applies `step.change` to the stock of every
+/// line it reserved; true if it was. The state moves conditionally, so the
+/// stock changes once however often this is asked.
+///
+/// One round trip, as a reservation's is ([`claim_and_take`]):
+/// PostgreSQL updates the stock from the moved row in a writing `WITH`;
+/// SQLite runs the stock update after the move in one text, guarded by
+/// `changes()`. The lines' SKUs are unique per order, so each stock row
+/// joins one line.
+async fn move_reservation(
     tx: &mut Tx,
     order_id: &str,
-    change: StockChange,
+    step: Transition<'_>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    let statement = match change {
-        StockChange::Sell => {
-            "UPDATE stock SET on_hand = on_hand - l.quantity, reserved = reserved - l.quantity, updated_at = $2
-             FROM reservation_lines AS l WHERE l.order_id = $1 AND l.sku = stock.sku"
-        }
-        StockChange::Unreserve => {
-            "UPDATE stock SET reserved = reserved - l.quantity, updated_at = $2
-             FROM reservation_lines AS l WHERE l.order_id = $1 AND l.sku = stock.sku"
-        }
-        StockChange::Restock => {
-            "UPDATE stock SET on_hand = on_hand + l.quantity, updated_at = $2
-             FROM reservation_lines AS l WHERE l.order_id = $1 AND l.sku = stock.sku"
-        }
+) -> Result<bool, sqlx::Error> {
+    let set = match step.change {
+        StockChange::Sell => "on_hand = on_hand - l.quantity, reserved = reserved - l.quantity",
+        StockChange::Unreserve => "reserved = reserved - l.quantity",
+        StockChange::Restock => "on_hand = on_hand + l.quantity",
     };
-    sqlx::query(statement)
-        .bind(order_id)
+    let moved = "UPDATE reservations SET state = $1, reason = $2, updated_at = $3
+                 WHERE order_id = $4 AND state = $5 RETURNING order_id";
+    let sql = match tx.kind() {
+        DbKind::Postgres => format!(
+            "WITH moved AS ({moved}),
+                  stocked AS (UPDATE stock SET {set}, updated_at = $3
+                              FROM reservation_lines AS l, moved
+                              WHERE l.order_id = moved.order_id AND l.sku = stock.sku)
+             SELECT order_id FROM moved"
+        ),
+        DbKind::Sqlite => format!(
+            "{moved}; UPDATE stock SET {set}, updated_at = $3 FROM reservation_lines AS l
+                      WHERE changes() = 1 AND l.order_id = $4 AND l.sku = stock.sku"
+        ),
+    };
+    // `fetch_all`: on SQLite the stock update runs only once the moved
+    // row is taken.
+    let moved = sqlx::query(&sql)
+        .bind(step.to.as_str())
+        .bind(step.reason)
         .bind(now)
-        .execute(&mut **tx)
+        .bind(order_id)
+        .bind(step.from.as_str())
+        .fetch_all(&mut **tx)
         .await?;
-    Ok(())
+    Ok(!moved.is_empty())
 }
 
 /// Orders whose reservation has run out, oldest first.

@@ -56,6 +56,15 @@ async fn reserve(db: &Db, order: &str, lines: &[(&str, i64)], ttl_ms: i64) -> Re
     outcome
 }
 
+/// The lines a reservation keeps, by SKU.
+async fn kept_lines(db: &Db, order: &str) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT sku, quantity FROM reservation_lines WHERE order_id = $1 ORDER BY sku")
+        .bind(order)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+}
+
 async fn outboxed(db: &Db) -> i64 {
     kit::outbox::pending(db).await.unwrap()
 }
@@ -140,11 +149,31 @@ async fn reservation_rules(db: Db) {
             .unwrap();
     assert_eq!(kept, 0, "a rejected order keeps no lines");
 
+    // Every line of an order, or a SKU nobody stocks: short, nothing taken.
+    let unknown = reserve(&db, "ord_u", &[("MUG", 1), ("NOBODY-SELLS", 1)], 60_000).await;
+    let ReserveOutcome::Rejected { short } = unknown else {
+        panic!("expected a rejection, got {unknown:?}");
+    };
+    assert_eq!(
+        short
+            .iter()
+            .map(|s| (s.sku.as_str(), s.requested, s.available))
+            .collect::<Vec<_>>(),
+        [("NOBODY-SELLS", 1, 0)]
+    );
+    assert_eq!(level(&db, "MUG").await.reserved, 0);
+    assert!(kept_lines(&db, "ord_u").await.is_empty());
+
     assert!(matches!(
         reserve(&db, "ord_b", &[("MUG", 2), ("mug", 1)], 60_000).await,
         ReserveOutcome::Reserved { .. }
     ));
     assert_eq!(level(&db, "MUG").await.reserved, 3, "repeated SKUs add up");
+    assert_eq!(
+        kept_lines(&db, "ord_b").await,
+        [("MUG".to_owned(), 3)],
+        "the reservation keeps its merged line"
+    );
     let events = outboxed(&db).await;
     let repeat = reserve(&db, "ord_b", &[("MUG", 2), ("MUG", 1)], 60_000).await;
     assert!(
@@ -250,6 +279,30 @@ async fn reservation_rules(db: Db) {
         (5, "delivery", 5)
     );
 
+    // An order of two lines keeps both, and its sale takes both off the books.
+    assert!(matches!(
+        reserve(&db, "ord_f", &[("KETTLE", 1), ("MUG", 1)], 60_000).await,
+        ReserveOutcome::Reserved { .. }
+    ));
+    assert_eq!(
+        kept_lines(&db, "ord_f").await,
+        [("KETTLE".to_owned(), 1), ("MUG".to_owned(), 1)]
+    );
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(
+        reservations::commit(&mut tx, "ord_f", None).await.unwrap(),
+        ReservationState::Committed
+    );
+    tx.commit().await.unwrap();
+    let (kettle, mug) = (level(&db, "KETTLE").await, level(&db, "MUG").await);
+    assert_eq!(
+        (
+            (kettle.on_hand, kettle.reserved),
+            (mug.on_hand, mug.reserved)
+        ),
+        ((0, 0), (4, 4))
+    );
+
     // A sale moves the units off the books once, however often the payment
     // arrives; a cancellation after it puts them back once.
     for _ in 0..2 {
@@ -260,7 +313,7 @@ async fn reservation_rules(db: Db) {
         );
         tx.commit().await.unwrap();
         let sold = level(&db, "MUG").await;
-        assert_eq!((sold.on_hand, sold.reserved), (1, 0));
+        assert_eq!((sold.on_hand, sold.reserved), (0, 0));
     }
     for _ in 0..2 {
         let mut tx = db.begin().await.unwrap();
@@ -278,7 +331,7 @@ async fn reservation_rules(db: Db) {
         );
         tx.commit().await.unwrap();
         let back = level(&db, "MUG").await;
-        assert_eq!((back.on_hand, back.reserved), (5, 0));
+        assert_eq!((back.on_hand, back.reserved), (4, 0));
     }
 }
 
