@@ -10,7 +10,7 @@ use contracts::events::{
 };
 use kit::cloudevents::CloudEvent;
 use kit::consumer::{Handler, HandlerError};
-use kit::db::{MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
+use kit::db::{DbKind, MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
 
 fn reject(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::Reject(anyhow::anyhow!("{error}"))
@@ -168,34 +168,67 @@ fn counts_by_minute_and_type<'a>(
     counts
 }
 
+/// The order's facts and its lines', in one round trip for an order of up
+/// to [`MAX_ROWS_PER_STATEMENT`] lines (every order the storefront makes):
+/// a statement per line was the analytics writer's most frequent one.
+/// PostgreSQL writes the order's row in a writing `WITH` of the lines'
+/// insert; SQLite gets both as one text, which its driver runs in one
+/// hand-over to the connection's thread.
 async fn order_created(tx: &mut Tx, order: &OrderCreatedV1) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO order_facts (order_id, currency, total_minor, created_at)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (order_id) DO UPDATE SET
-             created_at = COALESCE(order_facts.created_at, excluded.created_at),
-             currency = excluded.currency,
-             total_minor = excluded.total_minor",
-    )
-    .bind(&order.order_id)
-    .bind(&order.total.currency)
-    .bind(order.total.amount_minor)
-    .bind(order.created_at.timestamp_millis())
-    .execute(&mut **tx)
-    .await?;
-    for (line_no, line) in order.lines.iter().enumerate() {
-        sqlx::query(
+    let lines: Vec<(i64, &contracts::events::OrderLineV1)> = order
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(line_no, line)| (i64::try_from(line_no).unwrap_or(i64::MAX), line))
+        .collect();
+    let mut chunks: Vec<&[(i64, &contracts::events::OrderLineV1)]> =
+        lines.chunks(MAX_ROWS_PER_STATEMENT).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    for (place, chunk) in chunks.into_iter().enumerate() {
+        let with_order = place == 0;
+        let (values, padded) = padded_values(chunk.len(), 5);
+        // The lines are `$1 …`, five to a line; the order's values follow.
+        let first = 5 * padded;
+        let (id, currency, total, created) = (first + 1, first + 2, first + 3, first + 4);
+        let keep_lines = format!(
             "INSERT INTO order_line_facts (order_id, line_no, sku, quantity, unit_minor, currency)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (order_id, line_no) DO NOTHING",
-        )
-        .bind(&order.order_id)
-        .bind(i64::try_from(line_no).unwrap_or(i64::MAX))
-        .bind(&line.sku)
-        .bind(i64::from(line.quantity))
-        .bind(line.unit_price.amount_minor)
-        .bind(&line.unit_price.currency)
-        .execute(&mut **tx)
-        .await?;
+             SELECT ${id}, {} FROM (VALUES {values}) AS line WHERE column1 IS NOT NULL
+             ON CONFLICT (order_id, line_no) DO NOTHING",
+            values_columns(1, 5)
+        );
+        let keep_order = format!(
+            "INSERT INTO order_facts (order_id, currency, total_minor, created_at)
+             VALUES (${id}, ${currency}, ${total}, ${created})
+             ON CONFLICT (order_id) DO UPDATE SET
+                 created_at = COALESCE(order_facts.created_at, excluded.created_at),
+                 currency = excluded.currency,
+                 total_minor = excluded.total_minor"
+        );
+        let sql = match (with_order, tx.kind()) {
+            (false, _) => keep_lines,
+            (true, DbKind::Postgres) => format!("WITH kept AS ({keep_order}) {keep_lines}"),
+            (true, DbKind::Sqlite) => format!("{keep_order}; {keep_lines}"),
+        };
+        let mut query = sqlx::query(&sql);
+        let rows = chunk.iter().map(Some).chain(std::iter::repeat(None));
+        for row in rows.take(padded) {
+            query = query
+                .bind(row.map(|(line_no, _)| *line_no))
+                .bind(row.map(|(_, line)| line.sku.as_str()))
+                .bind(row.map(|(_, line)| i64::from(line.quantity)))
+                .bind(row.map(|(_, line)| line.unit_price.amount_minor))
+                .bind(row.map(|(_, line)| line.unit_price.currency.as_str()));
+        }
+        query = query.bind(&order.order_id);
+        if with_order {
+            query = query
+                .bind(&order.total.currency)
+                .bind(order.total.amount_minor)
+                .bind(order.created_at.timestamp_millis());
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -321,6 +354,103 @@ mod tests {
         let db = kit::testing::postgres_db().await;
         let db = kit::testing::migrated(db, "analytics", crate::MIGRATIONS).await;
         batches_add_to_the_stored_counts(db).await;
+    }
+
+    fn money(amount_minor: i64) -> contracts::events::Money {
+        contracts::events::Money {
+            amount_minor,
+            currency: "EUR".into(),
+        }
+    }
+
+    /// An order's facts and every one of its lines, however many (more
+    /// than one statement takes), once however often the event comes, and
+    /// beside what an event that overtook it recorded.
+    async fn an_order_is_recorded_with_its_lines(db: kit::Db) {
+        let at: chrono::DateTime<chrono::Utc> = "2026-12-01T10:00:00Z".parse().expect("a time");
+        let lines: Vec<contracts::events::OrderLineV1> = (0..70)
+            .map(|n| contracts::events::OrderLineV1 {
+                sku: format!("SKU-{n:02}"),
+                quantity: 1 + n % 3,
+                unit_price: money(100 + i64::from(n)),
+            })
+            .collect();
+        let created = OrderCreatedV1 {
+            order_id: "ord_many".into(),
+            user_id: "usr_1".into(),
+            lines,
+            total: money(9_999),
+            payment: contracts::events::PaymentChoiceV1::Checkout,
+            created_at: at,
+        };
+        let paid = OrderPaidV1 {
+            order_id: "ord_many".into(),
+            user_id: "usr_1".into(),
+            total: money(9_999),
+            paid_at: at + chrono::Duration::seconds(1),
+        };
+        let events = [
+            paid.to_cloud_event("/kart/test", None),
+            created.to_cloud_event("/kart/test", None),
+            created.to_cloud_event("/kart/test", None),
+        ];
+        for event in &events {
+            let mut tx = db.begin().await.expect("a transaction");
+            Facts.handle(&mut tx, event).await.expect("recorded");
+            tx.commit().await.expect("committed");
+        }
+        let order: (String, i64, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT currency, total_minor, created_at, paid_at FROM order_facts WHERE order_id = 'ord_many'",
+        )
+        .fetch_one(db.pool())
+        .await
+        .expect("the order's facts");
+        assert_eq!(
+            order,
+            (
+                "EUR".to_owned(),
+                9_999,
+                Some(at.timestamp_millis()),
+                Some(at.timestamp_millis() + 1_000)
+            )
+        );
+        let stored: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(
+            "SELECT line_no, sku, quantity, unit_minor, currency FROM order_line_facts
+             WHERE order_id = 'ord_many' ORDER BY line_no",
+        )
+        .fetch_all(db.pool())
+        .await
+        .expect("the lines");
+        let expected: Vec<(i64, String, i64, i64, String)> = created
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(n, line)| {
+                (
+                    n as i64,
+                    line.sku.clone(),
+                    i64::from(line.quantity),
+                    line.unit_price.amount_minor,
+                    "EUR".to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(stored, expected);
+    }
+
+    #[tokio::test]
+    async fn an_order_is_recorded_with_its_lines_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = kit::testing::sqlite_db(dir.path()).await;
+        let db = kit::testing::migrated(db, "analytics", crate::MIGRATIONS).await;
+        an_order_is_recorded_with_its_lines(db).await;
+    }
+
+    #[tokio::test]
+    async fn an_order_is_recorded_with_its_lines_on_postgres() {
+        let db = kit::testing::postgres_db().await;
+        let db = kit::testing::migrated(db, "analytics", crate::MIGRATIONS).await;
+        an_order_is_recorded_with_its_lines(db).await;
     }
 
     #[test]
