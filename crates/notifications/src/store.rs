@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use contracts::events::{OrderCreatedV1, OrderLineV1};
-use kit::db::{Db, Tx, now_millis};
+use kit::db::{Db, DbKind, Tx, now_millis};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -339,27 +339,6 @@ pub struct Rendered<'a> {
     pub html: &'a str,
 }
 
-async fn record_attempt(
-    tx: &mut Tx,
-    id: &str,
-    attempt: i64,
-    at: i64,
-    error: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id, attempt) DO NOTHING",
-    )
-    .bind(id)
-    .bind(attempt)
-    .bind(at)
-    .bind(if error.is_some() { "failed" } else { "sent" })
-    .bind(error.unwrap_or_default())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Where a try leaves its message.
 struct AfterTry<'a> {
     status: Status,
@@ -371,38 +350,57 @@ struct AfterTry<'a> {
     sent_at: Option<i64>,
 }
 
-/// Moves the message to where its try left it and drops the lease, in
-/// one statement that also stores what the message says when this try
-/// was the one that wrote it (`COALESCE` keeps the stored copy
-/// otherwise): the copy kept is the one that try sent.
-async fn update_after_try(
+/// Records a try: its attempt row, and the message moved to where the try
+/// left it with its lease dropped. The update also stores what the message
+/// says when this try was the one that wrote it (`COALESCE` keeps the
+/// stored copy otherwise): the copy kept is the one that try sent.
+///
+/// One round trip for both, as every try is two writes on the
+/// notifications writer, and on SQLite each statement is a hand-over to
+/// the connection's thread: PostgreSQL inserts the attempt in a writing
+/// `WITH` of the update, SQLite gets both as one text.
+async fn record_try(
     tx: &mut Tx,
     id: &str,
     after: &AfterTry<'_>,
     rendered: Option<&Rendered<'_>>,
+    at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE messages SET status = $2, attempts = $3, last_error = $4,
+    // A sent try's error is empty, as its message's last error is.
+    let attempt = "INSERT INTO delivery_attempts (message_id, attempt, at, outcome, error)
+         VALUES ($1, $3, $12, $13, $4) ON CONFLICT (message_id, attempt) DO NOTHING";
+    let update = "UPDATE messages SET status = $2, attempts = $3, last_error = $4,
              next_attempt_at = COALESCE($5, next_attempt_at), sent_at = COALESCE($6, sent_at),
              lease_until = 0,
              user_id = COALESCE($7, user_id), to_address = COALESCE($8, to_address),
              subject = COALESCE($9, subject), text_body = COALESCE($10, text_body),
              html_body = COALESCE($11, html_body)
-         WHERE id = $1",
-    )
-    .bind(id)
-    .bind(after.status.as_str())
-    .bind(after.attempt)
-    .bind(after.error)
-    .bind(after.next_attempt_at)
-    .bind(after.sent_at)
-    .bind(rendered.map(|r| r.user_id))
-    .bind(rendered.map(|r| r.to))
-    .bind(rendered.map(|r| r.subject))
-    .bind(rendered.map(|r| r.text))
-    .bind(rendered.map(|r| r.html))
-    .execute(&mut **tx)
-    .await?;
+         WHERE id = $1";
+    let sql = match tx.kind() {
+        DbKind::Postgres => format!("WITH attempt AS ({attempt}) {update}"),
+        DbKind::Sqlite => format!("{attempt}; {update}"),
+    };
+    let outcome = if after.status == Status::Sent {
+        "sent"
+    } else {
+        "failed"
+    };
+    sqlx::query(&sql)
+        .bind(id)
+        .bind(after.status.as_str())
+        .bind(after.attempt)
+        .bind(after.error)
+        .bind(after.next_attempt_at)
+        .bind(after.sent_at)
+        .bind(rendered.map(|r| r.user_id))
+        .bind(rendered.map(|r| r.to))
+        .bind(rendered.map(|r| r.subject))
+        .bind(rendered.map(|r| r.text))
+        .bind(rendered.map(|r| r.html))
+        .bind(at)
+        .bind(outcome)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -445,18 +443,14 @@ pub async fn record_tries(db: &Db, tries: &[Try<'_>]) -> Result<(), sqlx::Error>
     for done in tries {
         let id = done.message_id;
         let after = match &done.outcome {
-            TryOutcome::Sent => {
-                record_attempt(&mut tx, id, done.attempt, now, None).await?;
-                AfterTry {
-                    status: Status::Sent,
-                    attempt: done.attempt,
-                    error: "",
-                    next_attempt_at: None,
-                    sent_at: Some(now),
-                }
-            }
+            TryOutcome::Sent => AfterTry {
+                status: Status::Sent,
+                attempt: done.attempt,
+                error: "",
+                next_attempt_at: None,
+                sent_at: Some(now),
+            },
             TryOutcome::Failed { error, after } => {
-                record_attempt(&mut tx, id, done.attempt, now, Some(error)).await?;
                 let (status, next) = match after {
                     AfterFailure::RetryAt(at) => (Status::Pending, *at),
                     AfterFailure::Dead(dead_letter) => {
@@ -477,7 +471,7 @@ pub async fn record_tries(db: &Db, tries: &[Try<'_>]) -> Result<(), sqlx::Error>
                 }
             }
         };
-        update_after_try(&mut tx, id, &after, done.rendered.as_ref()).await?;
+        record_try(&mut tx, id, &after, done.rendered.as_ref(), now).await?;
     }
     tx.commit().await
 }
@@ -602,7 +596,113 @@ pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::padded_list;
+    use super::*;
+
+    /// A refused try and then a delivered one: each leaves its attempt row
+    /// and its message where it should, and the copy written by the first
+    /// try is the one kept.
+    async fn each_try_leaves_its_attempt_and_its_message(db: Db) {
+        let source = contracts::events::OrderPaidV1 {
+            order_id: "ord_1".into(),
+            user_id: "usr_1".into(),
+            total: contracts::events::Money {
+                amount_minor: 1_250,
+                currency: "EUR".into(),
+            },
+            paid_at: chrono::Utc::now(),
+        };
+        let source = contracts::Event::to_cloud_event(&source, "/kart/test", None);
+        let mut tx = db.begin().await.expect("a transaction");
+        let queued = NewMessage {
+            dedupe_key: "order_confirmed:ord_1".into(),
+            kind: Kind::OrderConfirmed,
+            user_id: "usr_1".into(),
+            order_id: "ord_1".into(),
+            facts: serde_json::json!({}),
+            source: &source,
+            max_attempts: 5,
+        };
+        assert!(queue_message(&mut tx, &queued).await.expect("queued"));
+        tx.commit().await.expect("committed");
+        let id: String = sqlx::query_scalar("SELECT id FROM messages")
+            .fetch_one(db.pool())
+            .await
+            .expect("the message");
+
+        let rendered = Rendered {
+            user_id: "usr_1",
+            to: "ada@example.com",
+            subject: "Your order",
+            text: "Thanks",
+            html: "<p>Thanks</p>",
+        };
+        let tries = [
+            Try {
+                message_id: &id,
+                attempt: 1,
+                rendered: Some(rendered),
+                outcome: TryOutcome::Failed {
+                    error: "451 busy".into(),
+                    after: AfterFailure::RetryAt(0),
+                },
+            },
+            Try {
+                message_id: &id,
+                attempt: 2,
+                rendered: None,
+                outcome: TryOutcome::Sent,
+            },
+        ];
+        for (done, expected_status) in tries.iter().zip([Status::Pending, Status::Sent]) {
+            assert_eq!(
+                claim(&db, std::slice::from_ref(&id), now_millis(), 60_000)
+                    .await
+                    .expect("claimed")
+                    .len(),
+                1
+            );
+            record_tries(&db, std::slice::from_ref(done))
+                .await
+                .expect("recorded");
+            let stored = message(&db, &id).await.expect("read").expect("the message");
+            assert_eq!(
+                (stored.status, stored.attempts),
+                (expected_status, done.attempt)
+            );
+            assert_eq!(stored.subject, "Your order", "the first try's copy is kept");
+        }
+        let stored = message(&db, &id).await.expect("read").expect("the message");
+        assert_eq!(stored.last_error, "");
+        assert!(stored.sent_at > 0);
+        let recorded: Vec<(i64, String, String)> = attempts(&db, &id)
+            .await
+            .expect("the attempts")
+            .into_iter()
+            .map(|a| (a.attempt, a.outcome, a.error))
+            .collect();
+        assert_eq!(
+            recorded,
+            [
+                (1, "failed".to_owned(), "451 busy".to_owned()),
+                (2, "sent".to_owned(), String::new())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn each_try_leaves_its_attempt_and_its_message_on_sqlite() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let db = kit::testing::sqlite_db(dir.path()).await;
+        let db = kit::testing::migrated(db, "notifications", crate::MIGRATIONS).await;
+        each_try_leaves_its_attempt_and_its_message(db).await;
+    }
+
+    #[tokio::test]
+    async fn each_try_leaves_its_attempt_and_its_message_on_postgres() {
+        let db = kit::testing::postgres_db().await;
+        let db = kit::testing::migrated(db, "notifications", crate::MIGRATIONS).await;
+        each_try_leaves_its_attempt_and_its_message(db).await;
+    }
 
     #[test]
     fn in_lists_are_padded_to_a_power_of_two_from_their_first_place() {
