@@ -253,6 +253,14 @@ pub async fn reserve(
 /// the connection's thread while it is held. PostgreSQL: writing `WITH`s,
 /// each fed by the one before. SQLite: one text of three statements, each
 /// guarded by `changes()`, the rows the one before it changed.
+///
+/// All of an order's lines go in the one statement, past
+/// [`kit::db::MAX_ROWS_PER_STATEMENT`]: taking them together is what makes
+/// it one round trip, and an order has at most 100 SKUs ([`Lines`]), so at
+/// most 128 padded rows. On PostgreSQL the stock rows of a many-line order
+/// are locked in the plan's order, as a sale's are ([`move_reservation`]),
+/// not SKU by SKU: two such orders can deadlock, and PostgreSQL then rolls
+/// one back, which its consumer batch retries.
 async fn claim_and_take(
     tx: &mut Tx,
     order_id: &str,
