@@ -8,9 +8,11 @@
 //!    past the record.
 //!
 //! Records that are already here when one arrives are applied together, up
-//! to [`ConsumerSpec::max_batch`], in one such transaction: steps 1 and 2 for
-//! each in order, then the handler's [`Handler::handled_all`] once for the
-//! fresh ones, step 3 once per partition. That is the same effect as one
+//! to [`ConsumerSpec::max_batch`], in one such transaction: the batch's
+//! inbox rows and its positions, one per partition, in one round trip
+//! ([`record_batch`]; in a transaction the order of writes is not seen),
+//! then step 2 for each fresh record in order and the handler's
+//! [`Handler::handled_all`] once for them. That is the same effect as one
 //! transaction per record committed back to back, at a fraction of the
 //! commits and position writes: under load it is most of what a consumer
 //! costs. A failing record is split out of its batch and handled alone.
@@ -37,7 +39,7 @@ use tracing::Instrument;
 
 use crate::bus::{Delivery, Record, SharedBus, Subscription};
 use crate::cloudevents::CloudEvent;
-use crate::db::{Db, Tx, now_millis};
+use crate::db::{Db, DbKind, Tx, now_millis};
 use crate::metrics::{ConsumerLabels, GroupLabels, Metrics};
 use crate::outbox::{Backoff, OutboxSignal, enqueue_record, sleep_or_cancel};
 
@@ -571,7 +573,6 @@ impl ConsumerRunner {
     ) -> Result<Vec<Outcome>, (usize, HandlerError)> {
         let mut tx = self.db.begin().await.map_err(|e| (0, e.into()))?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut ends: HashMap<(&str, i32), i64> = HashMap::new();
         let mut events = Vec::with_capacity(batch.len());
         for (index, one) in batch.iter().enumerate() {
             let event = one
@@ -581,7 +582,20 @@ impl ConsumerRunner {
             events.push(event);
         }
         let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-        let fresh = record_in_inbox(&mut tx, &self.spec.group, &ids)
+        // Where the batch leaves each partition: known before any event is
+        // applied, and stored with the inbox rows in one round trip. A
+        // handler that fails rolls both back.
+        let mut ends: HashMap<(&str, i32), i64> = HashMap::new();
+        for one in batch {
+            let delivery = one.delivery;
+            let end = ends
+                .entry((delivery.topic.as_str(), delivery.partition))
+                .or_default();
+            *end = (*end).max(delivery.offset + 1);
+        }
+        let mut ends: Vec<((&str, i32), i64)> = ends.into_iter().collect();
+        ends.sort_unstable();
+        let fresh = record_batch(&mut tx, &self.spec.group, &ids, &ends)
             .await
             .map_err(|e| (0, e.into()))?;
         let mut handled = Vec::with_capacity(batch.len());
@@ -599,11 +613,6 @@ impl ConsumerRunner {
                 Outcome::Duplicate
             };
             outcomes.push(outcome);
-            let delivery = one.delivery;
-            let end = ends
-                .entry((delivery.topic.as_str(), delivery.partition))
-                .or_default();
-            *end = (*end).max(delivery.offset + 1);
         }
         if !handled.is_empty() {
             self.spec
@@ -612,11 +621,6 @@ impl ConsumerRunner {
                 .await
                 .map_err(|e| (0, e.into()))?;
         }
-        let mut ends: Vec<((&str, i32), i64)> = ends.into_iter().collect();
-        ends.sort_unstable();
-        store_positions(&mut tx, &self.spec.group, &ends)
-            .await
-            .map_err(|e| (0, e.into()))?;
         let outboxed = tx.outboxes();
         tx.commit().await.map_err(|e| (0, e.into()))?;
         if outboxed {
@@ -820,7 +824,7 @@ impl ConsumerRunner {
             (delivery.topic.as_str(), delivery.partition),
             delivery.offset + 1,
         );
-        store_positions(&mut tx, &self.spec.group, &[end]).await?;
+        record_batch(&mut tx, &self.spec.group, &[], &[end]).await?;
         let outboxed = tx.outboxes();
         tx.commit().await?;
         if outboxed {
@@ -858,7 +862,7 @@ impl ConsumerRunner {
         let mut tx = self.db.begin().await?;
         // A dead-lettered event counts as handled: a redelivery must not
         // dead-letter it twice.
-        if record_in_inbox(&mut tx, &self.spec.group, &[event_id]).await? == [true] {
+        if record_batch(&mut tx, &self.spec.group, &[event_id], &[]).await? == [true] {
             enqueue_record(&mut tx, &record)?;
         }
         self.move_past(tx, delivery).await
@@ -930,37 +934,73 @@ async fn align(subscription: &mut dyn Subscription, unaligned: &mut HashMap<(Str
     }
 }
 
-/// Records `event_ids` as applied by `group`, in one statement; for each,
-/// whether this call recorded it (`false`: applied before, or earlier in
-/// the same list).
-pub async fn record_in_inbox(
+/// Records `event_ids` as applied by `group` and moves the group's stored
+/// positions to `ends` (each only forward), in one round trip; for each
+/// id, whether this call recorded it (`false`: applied before, or earlier
+/// in the same list).
+///
+/// A consumer batch does both in its transaction, and on SQLite each
+/// statement is a hand-over to the connection's thread while the service's
+/// one writer is held: PostgreSQL upserts the positions in a writing `WITH`
+/// of the inbox insert, SQLite gets both as one text. Within the
+/// transaction the order does not matter; the positions are known from the
+/// deliveries before any is applied.
+pub async fn record_batch(
     tx: &mut Tx,
     group: &str,
     event_ids: &[&str],
+    ends: &[((&str, i32), i64)],
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let Some(last) = event_ids.last() else {
-        return Ok(Vec::new());
+    // The ids are bound from `$3` on, the positions after them.
+    let (inbox, slots) = match event_ids.len() {
+        0 => (None, 0),
+        ids => {
+            let (text, slots) = inbox_insert(3, ids);
+            (Some(text), slots)
+        }
     };
-    // The list is padded to a power of two by repeating its last id (a
-    // repeat inserts nothing), so a handful of statement texts cover every
-    // batch size and stay in each connection's prepared-statement cache.
-    let rows: Vec<String> = (0..event_ids.len().next_power_of_two())
-        .map(|i| format!("($1, ${}, $2)", i + 3))
+    let positions = (!ends.is_empty()).then(|| positions_upsert(3 + slots, ends.len()));
+    let sql = match (inbox, positions) {
+        (None, None) => return Ok(Vec::new()),
+        (Some(inbox), None) => inbox,
+        (None, Some(positions)) => positions,
+        (Some(inbox), Some(positions)) => match tx.kind() {
+            DbKind::Postgres => format!("WITH positions AS ({positions}) {inbox}"),
+            DbKind::Sqlite => format!("{positions}; {inbox}"),
+        },
+    };
+    let mut query = sqlx::query_scalar::<_, String>(&sql)
+        .bind(group)
+        .bind(now_millis());
+    if let Some(last) = event_ids.last() {
+        for i in 0..slots {
+            query = query.bind(*event_ids.get(i).unwrap_or(last));
+        }
+    }
+    for ((topic, partition), next_offset) in ends {
+        query = query.bind(*topic).bind(*partition).bind(*next_offset);
+    }
+    let mut recorded: std::collections::HashSet<String> =
+        query.fetch_all(&mut **tx).await?.into_iter().collect();
+    Ok(event_ids.iter().map(|id| recorded.remove(*id)).collect())
+}
+
+/// The inbox insert of `count` ids bound from `$first` on (`$1` the group,
+/// `$2` the time), returning the ids it inserted, and how many ids to bind:
+/// the list is padded to a power of two by repeating its last id (a repeat
+/// inserts nothing), so a handful of statement texts cover every batch size
+/// and stay in each connection's prepared-statement cache.
+fn inbox_insert(first: usize, count: usize) -> (String, usize) {
+    let slots = count.next_power_of_two();
+    let rows: Vec<String> = (first..first + slots)
+        .map(|i| format!("($1, ${i}, $2)"))
         .collect();
     let sql = format!(
         "INSERT INTO kart_inbox (consumer_group, event_id, processed_at) VALUES {}
          ON CONFLICT (consumer_group, event_id) DO NOTHING RETURNING event_id",
         rows.join(", ")
     );
-    let mut query = sqlx::query_scalar::<_, String>(&sql)
-        .bind(group)
-        .bind(now_millis());
-    for i in 0..rows.len() {
-        query = query.bind(*event_ids.get(i).unwrap_or(last));
-    }
-    let mut recorded: std::collections::HashSet<String> =
-        query.fetch_all(&mut **tx).await?.into_iter().collect();
-    Ok(event_ids.iter().map(|id| recorded.remove(*id)).collect())
+    (sql, slots)
 }
 
 /// Makes `group` apply its topics again from the start, in `tx` (beside
@@ -1114,32 +1154,26 @@ pub async fn stored_position(
     .await
 }
 
-/// Moves the group's position forward in each partition of `ends`
-/// (`(topic, partition)` and the next offset, each partition once), never
+/// The upsert that moves the group's position forward in `count`
+/// partitions, each bound from `$first` on as topic, partition and next
+/// offset (`$1` the group, `$2` the time), each partition once, never
 /// back: a slow former owner of a partition must not rewind the group.
 ///
 /// One statement for all of them: a batch of events usually spans several
 /// partitions, and a statement per partition was the consumers' largest
 /// per-order cost after the effects themselves. Callers pass `ends` sorted,
 /// so two members briefly owning the same partitions lock their rows in
-/// the same order. Not padded like [`record_in_inbox`]: PostgreSQL refuses
+/// the same order. Not padded like [`inbox_insert`]: PostgreSQL refuses
 /// one upsert touching a row twice, and there are only as many texts as a
 /// group has partitions.
-async fn store_positions(
-    tx: &mut Tx,
-    group: &str,
-    ends: &[((&str, i32), i64)],
-) -> Result<(), sqlx::Error> {
-    if ends.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<String> = (0..ends.len())
+fn positions_upsert(first: usize, count: usize) -> String {
+    let rows: Vec<String> = (0..count)
         .map(|i| {
-            let at = 3 * i + 3;
+            let at = first + 3 * i;
             format!("($1, ${at}, ${}, ${}, $2)", at + 1, at + 2)
         })
         .collect();
-    let sql = format!(
+    format!(
         "INSERT INTO kart_consumer_offsets
              (consumer_group, topic, partition_id, next_offset, updated_at)
          VALUES {}
@@ -1150,47 +1184,89 @@ async fn store_positions(
                  ELSE kart_consumer_offsets.next_offset END,
              updated_at = excluded.updated_at",
         rows.join(", ")
-    );
-    let mut query = sqlx::query(&sql).bind(group).bind(now_millis());
-    for ((topic, partition), next_offset) in ends {
-        query = query.bind(*topic).bind(*partition).bind(*next_offset);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A batch's positions are written in one statement and each only
-    /// moves forward: a former owner's lower offset leaves its partition
-    /// where the group already was.
-    #[tokio::test]
-    async fn positions_of_a_batch_move_forward_together_and_never_back() {
-        let db = crate::db::in_memory_with_kit_tables().await;
-        let store = |ends: Vec<((&'static str, i32), i64)>| {
+    /// A batch's inbox rows and positions are written in one round trip:
+    /// each id is fresh once, each position only moves forward (a former
+    /// owner's lower offset leaves its partition where the group already
+    /// was), and a batch rolled back leaves neither.
+    async fn a_batch_records_its_events_and_moves_its_positions(db: Db) {
+        let record = |ids: Vec<&'static str>, ends: Vec<((&'static str, i32), i64)>| {
             let db = db.clone();
             async move {
                 let mut tx = db.begin().await.unwrap();
-                store_positions(&mut tx, "inventory", &ends).await.unwrap();
+                let fresh = record_batch(&mut tx, "inventory", &ids, &ends)
+                    .await
+                    .unwrap();
                 tx.commit().await.unwrap();
+                fresh
             }
         };
-        store(vec![(("order.events", 0), 7), (("order.events", 1), 3)]).await;
-        store(vec![
-            (("order.events", 0), 5),
-            (("order.events", 1), 4),
-            (("order.events", 2), 9),
-        ])
+        let stored = || async {
+            positions(&db, Some("inventory"))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.partition, p.next_offset))
+                .collect::<Vec<_>>()
+        };
+        let first = record(
+            vec!["evt_a", "evt_b", "evt_a"],
+            vec![(("order.events", 0), 7), (("order.events", 1), 3)],
+        );
+        assert_eq!(first.await, [true, true, false]);
+        let second = record(
+            vec!["evt_b", "evt_c"],
+            vec![
+                (("order.events", 0), 5),
+                (("order.events", 1), 4),
+                (("order.events", 2), 9),
+            ],
+        );
+        assert_eq!(second.await, [false, true]);
+        assert_eq!(stored().await, [(0, 7), (1, 4), (2, 9)]);
+
+        let mut tx = db.begin().await.unwrap();
+        let ends = [(("order.events", 0), 20)];
+        assert_eq!(
+            record_batch(&mut tx, "inventory", &["evt_d"], &ends)
+                .await
+                .unwrap(),
+            [true]
+        );
+        tx.rollback().await.unwrap();
+        assert_eq!(stored().await, [(0, 7), (1, 4), (2, 9)], "rolled back");
+
+        // Either half alone, as a dead letter and a skipped event write them.
+        assert_eq!(record(vec!["evt_d"], vec![]).await, [true]);
+        assert!(
+            record(vec![], vec![(("order.events", 0), 8)])
+                .await
+                .is_empty()
+        );
+        assert_eq!(stored().await, [(0, 8), (1, 4), (2, 9)]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_records_its_events_and_moves_its_positions_on_sqlite() {
+        a_batch_records_its_events_and_moves_its_positions(
+            crate::db::in_memory_with_kit_tables().await,
+        )
         .await;
-        let stored: Vec<(i32, i64)> = positions(&db, Some("inventory"))
+    }
+
+    #[tokio::test]
+    async fn a_batch_records_its_events_and_moves_its_positions_on_postgres() {
+        let db = crate::testing::postgres_db().await;
+        crate::migrate::run(&db, "kit", crate::service::KIT_MIGRATIONS)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|p| (p.partition, p.next_offset))
-            .collect();
-        assert_eq!(stored, [(0, 7), (1, 4), (2, 9)]);
+            .expect("kit's migrations apply");
+        a_batch_records_its_events_and_moves_its_positions(db).await;
     }
 
     fn at(partition: i32, next_offset: i64) -> GroupPosition {
