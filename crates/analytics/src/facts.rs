@@ -10,7 +10,7 @@ use contracts::events::{
 };
 use kit::cloudevents::CloudEvent;
 use kit::consumer::{Handler, HandlerError};
-use kit::db::{DbKind, MAX_ROWS_PER_STATEMENT, Tx, padded_values, values_columns};
+use kit::db::{MAX_ROWS_PER_STATEMENT, Tx, both_in_one_round_trip, padded_values, values_columns};
 
 fn reject(error: impl std::fmt::Display) -> HandlerError {
     HandlerError::Reject(anyhow::anyhow!("{error}"))
@@ -206,10 +206,10 @@ async fn order_created(tx: &mut Tx, order: &OrderCreatedV1) -> Result<(), sqlx::
                  currency = excluded.currency,
                  total_minor = excluded.total_minor"
         );
-        let sql = match (with_order, tx.kind()) {
-            (false, _) => keep_lines,
-            (true, DbKind::Postgres) => format!("WITH kept AS ({keep_order}) {keep_lines}"),
-            (true, DbKind::Sqlite) => format!("{keep_order}; {keep_lines}"),
+        let sql = if with_order {
+            both_in_one_round_trip(tx.kind(), &keep_order, &keep_lines)
+        } else {
+            keep_lines
         };
         let mut query = sqlx::query(&sql);
         let rows = chunk.iter().map(Some).chain(std::iter::repeat(None));

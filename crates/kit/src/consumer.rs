@@ -39,7 +39,7 @@ use tracing::Instrument;
 
 use crate::bus::{Delivery, Record, SharedBus, Subscription};
 use crate::cloudevents::CloudEvent;
-use crate::db::{Db, DbKind, Tx, now_millis};
+use crate::db::{Db, Tx, both_in_one_round_trip, now_millis};
 use crate::metrics::{ConsumerLabels, GroupLabels, Metrics};
 use crate::outbox::{Backoff, OutboxSignal, enqueue_record, sleep_or_cancel};
 
@@ -964,10 +964,7 @@ pub async fn record_batch(
         (None, None) => return Ok(Vec::new()),
         (Some(inbox), None) => inbox,
         (None, Some(positions)) => positions,
-        (Some(inbox), Some(positions)) => match tx.kind() {
-            DbKind::Postgres => format!("WITH positions AS ({positions}) {inbox}"),
-            DbKind::Sqlite => format!("{positions}; {inbox}"),
-        },
+        (Some(inbox), Some(positions)) => both_in_one_round_trip(tx.kind(), &positions, &inbox),
     };
     let mut query = sqlx::query_scalar::<_, String>(&sql)
         .bind(group)

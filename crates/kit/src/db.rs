@@ -143,6 +143,19 @@ pub fn values_columns(from: usize, to: usize) -> String {
         .join(", ")
 }
 
+/// One text that runs `first`, then `then`, in one round trip: on
+/// PostgreSQL `first` is a writing `WITH` of `then` (it runs to completion
+/// whether or not `then` reads it), on SQLite the two are one text of two
+/// statements, which sqlx runs in one hand-over to the connection's thread.
+/// The rows are `then`'s. For two writes that go together unconditionally;
+/// a write guarded by another's outcome is written out where it is used.
+pub fn both_in_one_round_trip(kind: DbKind, first: &str, then: &str) -> String {
+    match kind {
+        DbKind::Postgres => format!("WITH first_write AS ({first}) {then}"),
+        DbKind::Sqlite => format!("{first}; {then}"),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbKind {
     Postgres,

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 
 use contracts::events::{OrderCreatedV1, OrderLineV1};
-use kit::db::{Db, DbKind, Tx, now_millis};
+use kit::db::{Db, Tx, both_in_one_round_trip, now_millis};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -376,10 +376,7 @@ async fn record_try(
              subject = COALESCE($9, subject), text_body = COALESCE($10, text_body),
              html_body = COALESCE($11, html_body)
          WHERE id = $1";
-    let sql = match tx.kind() {
-        DbKind::Postgres => format!("WITH attempt AS ({attempt}) {update}"),
-        DbKind::Sqlite => format!("{attempt}; {update}"),
-    };
+    let sql = both_in_one_round_trip(tx.kind(), attempt, update);
     let outcome = if after.status == Status::Sent {
         "sent"
     } else {
