@@ -289,7 +289,7 @@ mod tests {
         sqlx::query_as(
             "SELECT minute, event_type, count FROM event_counts ORDER BY minute, event_type",
         )
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.write().await.expect("a connection"))
         .await
         .expect("the counts")
     }
@@ -402,7 +402,7 @@ mod tests {
         let order: (String, i64, Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT currency, total_minor, created_at, paid_at FROM order_facts WHERE order_id = 'ord_many'",
         )
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.write().await.expect("a connection"))
         .await
         .expect("the order's facts");
         assert_eq!(
@@ -418,7 +418,7 @@ mod tests {
             "SELECT line_no, sku, quantity, unit_minor, currency FROM order_line_facts
              WHERE order_id = 'ord_many' ORDER BY line_no",
         )
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.write().await.expect("a connection"))
         .await
         .expect("the lines");
         let expected: Vec<(i64, String, i64, i64, String)> = created

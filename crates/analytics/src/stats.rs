@@ -131,7 +131,7 @@ pub async fn window(
             sqlx::query_as(&PER_MINUTE_ORDERS.replace("{col}", column))
                 .bind(from)
                 .bind(to)
-                .fetch_all(db.reader())
+                .fetch_all(&mut *db.read().await?)
                 .await?;
         for (minute, currency, n, amount) in rows {
             let entry = minutes.entry(minute).or_insert_with(|| Minute {
@@ -164,7 +164,7 @@ pub async fn window(
     )
     .bind(from)
     .bind(to)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     for (minute, outcome, n) in payments {
         let entry = minutes.entry(minute).or_insert_with(|| Minute {
@@ -187,7 +187,7 @@ pub async fn window(
     )
     .bind(from)
     .bind(to)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     let mut by_minute: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     let mut all = Vec::with_capacity(latencies.len());
@@ -209,7 +209,7 @@ pub async fn window(
     )
     .bind(from)
     .bind(to)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     for (currency, amount) in refunds {
         currencies.entry(currency).or_default().refunded_minor += amount.unwrap_or(0);
@@ -225,7 +225,7 @@ pub async fn window(
     .bind(from)
     .bind(to)
     .bind(top)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     let top_products = products
         .into_iter()
@@ -243,7 +243,7 @@ pub async fn window(
     )
     .bind(from_minute)
     .bind(to_minute)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await?;
 
     Ok(Stats {

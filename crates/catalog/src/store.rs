@@ -103,7 +103,7 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Product>, StoreError> {
         "SELECT {SELECT_COLUMNS} FROM products WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(db.reader())
+    .fetch_optional(&mut *db.read().await?)
     .await?;
     row.as_ref().map(product).transpose()
 }
@@ -121,7 +121,7 @@ pub async fn by_skus(db: &Db, skus: &[Sku]) -> Result<Vec<Product>, StoreError> 
     for sku in skus {
         query = query.bind(sku.as_str());
     }
-    let rows = query.fetch_all(db.reader()).await?;
+    let rows = query.fetch_all(&mut *db.read().await?).await?;
     rows.iter().map(product).collect()
 }
 
@@ -223,7 +223,7 @@ pub async fn list(
             Arg::Int(value) => query.bind(value),
         };
     }
-    let rows = query.fetch_all(db.reader()).await?;
+    let rows = query.fetch_all(&mut *db.read().await?).await?;
     let mut products = rows.iter().map(product).collect::<Result<Vec<_>, _>>()?;
     let next = if products.len() > filter.limit as usize {
         products.truncate(filter.limit as usize);
@@ -244,13 +244,13 @@ pub async fn changed_since(db: &Db, since: i64) -> Result<Vec<Product>, StoreErr
         "SELECT {SELECT_COLUMNS} FROM products WHERE updated_at >= $1 ORDER BY updated_at"
     ))
     .bind(since)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.write().await?)
     .await?;
     rows.iter().map(product).collect()
 }
 
 pub async fn count(db: &Db) -> Result<i64, StoreError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM products")
-        .fetch_one(db.reader())
+        .fetch_one(&mut *db.read().await?)
         .await?)
 }

@@ -1044,7 +1044,7 @@ async fn restart_positions(
         .bind(topic)
         .bind(partition)
         .bind(now_millis())
-        .execute(db.pool())
+        .execute(&mut *db.write().await?)
         .await?;
     }
     Ok(())
@@ -1068,7 +1068,7 @@ async fn group_marks(db: &Db, group: &str) -> Result<GroupMarks, sqlx::Error> {
                        WHERE consumer_group = $1), 0)",
     )
     .bind(group)
-    .fetch_one(db.pool())
+    .fetch_one(&mut *db.write().await?)
     .await?;
     Ok(GroupMarks {
         epoch,
@@ -1097,7 +1097,7 @@ async fn move_broker_group(db: &Db, group: &str, from: i64) -> Result<(), sqlx::
     .bind(group)
     .bind(from + 1)
     .bind(from)
-    .execute(db.pool())
+    .execute(&mut *db.write().await?)
     .await?;
     Ok(())
 }
@@ -1120,7 +1120,7 @@ pub async fn positions(db: &Db, group: Option<&str>) -> Result<Vec<GroupPosition
          ORDER BY consumer_group, topic, partition_id",
     )
     .bind(group.unwrap_or_default())
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.write().await?)
     .await?;
     Ok(rows
         .into_iter()
@@ -1147,7 +1147,7 @@ pub async fn stored_position(
     .bind(group)
     .bind(topic)
     .bind(partition)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *db.write().await?)
     .await
 }
 

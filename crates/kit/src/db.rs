@@ -6,21 +6,23 @@
 //! `ON CONFLICT`, `RETURNING`. Where the dialects really differ (identity
 //! columns, locks) [`Db::kind`] says which one is behind the pool.
 //!
-//! SQLite runs in WAL mode with a single pooled connection: SQLite has one
+//! SQLite runs in WAL mode with a single writer connection: SQLite has one
 //! writer anyway, and one connection means a transaction never fails with
 //! `SQLITE_BUSY` while upgrading its lock. So on SQLite never hold a
 //! transaction open while waiting on the network.
 //!
-//! sqlx pings a pooled connection before handing it out. A PostgreSQL
-//! connection can die while idle (a server restart, a dropped socket), so
-//! it keeps that check; a SQLite connection is a file handle on a thread of
-//! this process and cannot, and the ping was one more hand-over to that
-//! thread on every transaction and read, a cost `kart up` paid per order.
+//! PostgreSQL connections live in sqlx's pool, which pings a connection
+//! before handing it out and after taking it back: one can die while idle
+//! (a server restart, a dropped socket). A SQLite connection is a file
+//! handle on a thread of this process and cannot, and each ping was one
+//! more hand-over to that thread, a cost `kart up` paid several times per
+//! order; SQLite's connections are held by Kart ([`crate::held`]).
 //!
-//! Reads that need no transaction go to [`Db::reader`]: on SQLite a few
-//! more connections that can only read, which WAL lets run beside the
-//! writer, so a page view never queues behind a consumer's batch; on
-//! PostgreSQL the same pool (it has many connections already).
+//! [`Db::write`] is a connection for writes outside a transaction,
+//! [`Db::begin`] a transaction. Reads that need none go to [`Db::read`]: on
+//! SQLite a few more connections that can only read, which WAL lets run
+//! beside the writer, so a page view never queues behind a consumer's
+//! batch; on PostgreSQL the same pool (it has many connections already).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -29,15 +31,17 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::pool::PoolConnection;
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
 use crate::config::DatabaseSettings;
+use crate::held::{Connections, Lease};
 
 pub use sqlx::Any;
 
 /// Read-only SQLite connections per database: enough to keep both cores
 /// busy with reads while the writer works.
-const SQLITE_READERS: u32 = 4;
+const SQLITE_READERS: usize = 4;
 
 /// SQLite's page cache per connection, as its `cache_size` pragma (negative:
 /// KiB). SQLite's default, 2 MiB, times a writer and up to four readers per
@@ -54,24 +58,38 @@ pub const SQLITE_CACHE_SIZE: &str = "-512";
 /// statements as possible: a consumer's batch enqueues an event or two per
 /// event it applies, and on SQLite every statement is a round trip to the
 /// connection's thread while the database's one writer is held. Dropped
-/// without a commit, it rolls back (sqlx's transaction does that) and its
-/// outbox rows are never written.
+/// without a commit, it rolls back and its outbox rows are never written:
+/// on PostgreSQL sqlx's transaction does that; on SQLite the writer's next
+/// user does, before anything else ([`crate::held`]).
 pub struct Tx {
-    inner: sqlx::Transaction<'static, Any>,
+    inner: TxConnection,
     outbox: Vec<crate::outbox::OutboxRow>,
     kind: DbKind,
+}
+
+enum TxConnection {
+    Postgres(sqlx::Transaction<'static, Any>),
+    /// The writer, after a plain `BEGIN`.
+    Sqlite(Lease<AnyConnection>),
 }
 
 impl Tx {
     /// Writes the enqueued outbox rows, then commits.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        crate::outbox::write_rows(&mut self.inner, &self.outbox).await?;
-        self.inner.commit().await
+        let outbox = std::mem::take(&mut self.outbox);
+        crate::outbox::write_rows(&mut self, &outbox).await?;
+        match self.inner {
+            TxConnection::Postgres(transaction) => transaction.commit().await,
+            TxConnection::Sqlite(mut writer) => writer.commit().await,
+        }
     }
 
     /// Rolls back: nothing it wrote or enqueued stays.
     pub async fn rollback(self) -> Result<(), sqlx::Error> {
-        self.inner.rollback().await
+        match self.inner {
+            TxConnection::Postgres(transaction) => transaction.rollback().await,
+            TxConnection::Sqlite(mut writer) => writer.rollback().await,
+        }
     }
 
     /// Which database the transaction is on, for the statements that are
@@ -94,16 +112,51 @@ impl Tx {
 }
 
 impl std::ops::Deref for Tx {
-    type Target = sqlx::AnyConnection;
+    type Target = AnyConnection;
 
-    fn deref(&self) -> &sqlx::AnyConnection {
-        &self.inner
+    fn deref(&self) -> &AnyConnection {
+        match &self.inner {
+            TxConnection::Postgres(transaction) => transaction,
+            TxConnection::Sqlite(writer) => writer,
+        }
     }
 }
 
 impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
-        &mut self.inner
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.inner {
+            TxConnection::Postgres(transaction) => transaction,
+            TxConnection::Sqlite(writer) => writer,
+        }
+    }
+}
+
+/// A connection of a [`Db`], outside any transaction ([`Db::write`],
+/// [`Db::read`]); use it as one (`&mut *conn`). Dropped, it goes back.
+pub struct Conn(ConnInner);
+
+enum ConnInner {
+    Pooled(PoolConnection<Any>),
+    Held(Lease<AnyConnection>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            ConnInner::Pooled(conn) => conn,
+            ConnInner::Held(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            ConnInner::Pooled(conn) => conn,
+            ConnInner::Held(conn) => conn,
+        }
     }
 }
 
@@ -165,12 +218,22 @@ pub enum DbKind {
 /// A service's database.
 #[derive(Clone)]
 pub struct Db {
-    pool: AnyPool,
-    /// Read-only connections (SQLite), or `pool` again (PostgreSQL).
-    reader: AnyPool,
+    connections: Store,
     kind: DbKind,
     /// The URL with any password masked, for messages.
     display_url: String,
+}
+
+#[derive(Clone)]
+enum Store {
+    Postgres(AnyPool),
+    Sqlite {
+        /// The one connection that writes.
+        writer: Connections<AnyConnection>,
+        /// Read-only connections, or `writer` again for an in-memory
+        /// database.
+        readers: Connections<AnyConnection>,
+    },
 }
 
 impl std::fmt::Debug for Db {
@@ -246,81 +309,86 @@ impl Db {
         };
 
         let options = AnyConnectOptions::from_str(&connect_url).map_err(setup_error)?;
-        let max = match kind {
-            DbKind::Sqlite => 1,
-            DbKind::Postgres => settings.max_connections,
+        let connect_error = |source| DbError::Connect {
+            url: display_url.clone(),
+            source,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(timeout)
-            .test_before_acquire(kind == DbKind::Postgres)
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if kind == DbKind::Sqlite {
-                        conn.execute(
-                            format!(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                                 PRAGMA cache_size = {SQLITE_CACHE_SIZE};"
-                            )
-                            .as_str(),
-                        )
-                        .await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(options.clone())
-            .await
-            .map_err(|source| DbError::Connect {
-                url: display_url.clone(),
-                source,
-            })?;
-        let in_memory = connect_url.contains(":memory:") || connect_url.contains("mode=memory");
-        let reader = match kind {
-            // Every connection to an in-memory SQLite database opens a new,
-            // empty one: reads must share the writer's.
-            DbKind::Sqlite if in_memory => pool.clone(),
-            // Opened on first use, after the writer has created the file and
-            // run the migrations.
-            DbKind::Sqlite => AnyPoolOptions::new()
-                .max_connections(SQLITE_READERS)
-                .acquire_timeout(timeout)
-                .test_before_acquire(false)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(
-                            format!(
-                                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; \
-                                 PRAGMA cache_size = {SQLITE_CACHE_SIZE};"
-                            )
-                            .as_str(),
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                })
-                .connect_lazy_with(options),
-            DbKind::Postgres => pool.clone(),
+        let connections = match kind {
+            DbKind::Postgres => Store::Postgres(
+                AnyPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_error)?,
+            ),
+            DbKind::Sqlite => {
+                let writer = Connections::new(
+                    1,
+                    timeout,
+                    open_sqlite(
+                        options.clone(),
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    ),
+                );
+                // Open it now: a bad path or a locked file is a start-up
+                // error, not the first request's.
+                drop(writer.acquire().await.map_err(connect_error)?);
+                let in_memory =
+                    connect_url.contains(":memory:") || connect_url.contains("mode=memory");
+                let readers = if in_memory {
+                    // Every connection to an in-memory SQLite database opens
+                    // a new, empty one: reads must share the writer's.
+                    writer.clone()
+                } else {
+                    // Opened on first use, after the writer has created the
+                    // file and run the migrations.
+                    Connections::new(
+                        SQLITE_READERS,
+                        timeout,
+                        open_sqlite(
+                            options,
+                            "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
+                        ),
+                    )
+                };
+                Store::Sqlite { writer, readers }
+            }
         };
         Ok(Db {
-            pool,
-            reader,
+            connections,
             kind,
             display_url,
         })
     }
 
-    /// The pool for transactions and writes.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// A connection for writes outside a transaction: on SQLite the
+    /// database's one writer, so hold it for no longer than the statement.
+    pub async fn write(&self) -> Result<Conn, sqlx::Error> {
+        Ok(Conn(match &self.connections {
+            Store::Postgres(pool) => ConnInner::Pooled(pool.acquire().await?),
+            Store::Sqlite { writer, .. } => ConnInner::Held(writer.acquire().await?),
+        }))
     }
 
-    /// The pool for reads outside a transaction: they see everything
+    /// A connection for reads outside a transaction: they see everything
     /// committed before they start, and on SQLite they do not wait for the
     /// writer. Never write through it (SQLite refuses: `query_only`).
-    pub fn reader(&self) -> &AnyPool {
-        &self.reader
+    pub async fn read(&self) -> Result<Conn, sqlx::Error> {
+        Ok(Conn(match &self.connections {
+            Store::Postgres(pool) => ConnInner::Pooled(pool.acquire().await?),
+            Store::Sqlite { readers, .. } => ConnInner::Held(readers.acquire().await?),
+        }))
+    }
+
+    /// A PostgreSQL connection of its own, out of the pool, for a session
+    /// lock that must end with the connection; `None` on SQLite.
+    pub async fn own_postgres_connection(&self) -> Result<Option<AnyConnection>, sqlx::Error> {
+        match &self.connections {
+            Store::Postgres(pool) => Ok(Some(pool.acquire().await?.detach())),
+            Store::Sqlite { .. } => Ok(None),
+        }
     }
 
     pub fn kind(&self) -> DbKind {
@@ -333,8 +401,16 @@ impl Db {
     }
 
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        let inner = match &self.connections {
+            Store::Postgres(pool) => TxConnection::Postgres(pool.begin().await?),
+            Store::Sqlite { writer, .. } => {
+                let mut writer = writer.acquire().await?;
+                writer.begin().await?;
+                TxConnection::Sqlite(writer)
+            }
+        };
         Ok(Tx {
-            inner: self.pool.begin().await?,
+            inner,
             outbox: Vec::new(),
             kind: self.kind,
         })
@@ -342,21 +418,46 @@ impl Db {
 
     /// Readiness: one round trip.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.write().await?)
+            .await
+            .map(drop)
     }
 
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.pool.close().await;
+        match &self.connections {
+            Store::Postgres(pool) => pool.close().await,
+            Store::Sqlite { writer, readers } => {
+                readers.close().await;
+                writer.close().await;
+            }
+        }
     }
 }
 
-/// Milliseconds since the Unix epoch: the portable timestamp column type.
+/// How a set of SQLite connections opens one more: `setup` is the pragmas
+/// it runs first; the page cache's size is added to them.
+fn open_sqlite(
+    options: AnyConnectOptions,
+    setup: &'static str,
+) -> crate::held::Open<AnyConnection> {
+    Box::new(move || {
+        let options = options.clone();
+        Box::pin(async move {
+            let mut conn = options.connect().await?;
+            conn.execute(format!("{setup} PRAGMA cache_size = {SQLITE_CACHE_SIZE};").as_str())
+                .await?;
+            Ok(conn)
+        })
+    })
+}
+
 /// Whether `error` is a unique-constraint violation, on either database.
 pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
 }
 
+/// Milliseconds since the Unix epoch: the portable timestamp column type.
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -465,14 +566,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transaction_dropped_without_a_commit_leaves_nothing() {
+        let db = in_memory().await;
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&mut *db.write().await.expect("the writer"))
+            .await
+            .expect("creates");
+        let mut abandoned = db.begin().await.expect("begins");
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *abandoned)
+            .await
+            .expect("inserts");
+        drop(abandoned);
+        let mut kept = db.begin().await.expect("begins after the abandoned one");
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *kept)
+            .await
+            .expect("inserts");
+        kept.commit().await.expect("commits");
+        let mut rolled_back = db.begin().await.expect("begins");
+        sqlx::query("INSERT INTO t VALUES (3)")
+            .execute(&mut *rolled_back)
+            .await
+            .expect("inserts");
+        rolled_back.rollback().await.expect("rolls back");
+        let stored: Vec<i64> = sqlx::query_scalar("SELECT n FROM t")
+            .fetch_all(&mut *db.read().await.expect("a reader"))
+            .await
+            .expect("reads");
+        assert_eq!(stored, vec![2]);
+    }
+
+    #[tokio::test]
     async fn an_in_memory_database_is_read_through_its_writer() {
         let db = in_memory().await;
         sqlx::raw_sql("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (7);")
-            .execute(db.pool())
+            .execute(&mut *db.write().await.expect("the writer"))
             .await
             .expect("writes");
         let n: i64 = sqlx::query_scalar("SELECT n FROM t")
-            .fetch_one(db.reader())
+            .fetch_one(&mut *db.read().await.expect("a reader"))
             .await
             .expect("the reader sees the writer's table");
         assert_eq!(n, 7);

@@ -3,7 +3,8 @@
 //! - [`config`]: layered settings, validated at start-up.
 //! - [`telemetry`] and [`metrics`]: JSON logs with request and trace ids,
 //!   W3C trace context, Prometheus metrics.
-//! - [`db`] and [`migrate`]: one code path over PostgreSQL and SQLite.
+//! - [`db`] and [`migrate`]: one code path over PostgreSQL and SQLite;
+//!   [`held`]: the SQLite connections behind it.
 //! - [`bus`]: the event bus trait, on Kafka or the embedded log;
 //!   [`cloudevents`]: the envelope events travel in.
 //! - [`outbox`] and [`consumer`]: atomic state-and-events on the way out,
@@ -18,6 +19,7 @@ pub mod cloudevents;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod held;
 pub mod http;
 pub mod local;
 pub mod metrics;

@@ -86,7 +86,7 @@ pub async fn run(db: &Db, scope: &str, migrations: &[Migration]) -> Result<usize
             PRIMARY KEY (scope, version)
         )",
     )
-    .execute(db.pool())
+    .execute(&mut *db.write().await?)
     .await?;
 
     let mut sorted: Vec<&Migration> = migrations.iter().collect();

@@ -111,7 +111,7 @@ pub(crate) async fn write_rows(
 /// How many outboxed events are waiting: for metrics and tests.
 pub async fn pending(db: &Db) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT COUNT(*) FROM kart_outbox")
-        .fetch_one(db.pool())
+        .fetch_one(&mut *db.write().await?)
         .await
 }
 
@@ -207,7 +207,9 @@ impl Relay {
     /// instead, an idle pooled session would keep the lock and no relay
     /// would ever lead again.
     async fn try_lead(&self) -> Result<Option<sqlx::AnyConnection>, sqlx::Error> {
-        let mut conn = self.db.pool().acquire().await?.detach();
+        let Some(mut conn) = self.db.own_postgres_connection().await? else {
+            return Ok(None);
+        };
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(RELAY_LOCK_KEY)
             .fetch_one(&mut conn)
@@ -227,7 +229,7 @@ impl Relay {
              ORDER BY id LIMIT $1",
         )
         .bind(self.batch_size)
-        .fetch_all(self.db.reader())
+        .fetch_all(&mut *self.db.read().await?)
         .await?;
         if rows.is_empty() {
             return Ok(0);
@@ -284,7 +286,7 @@ async fn delete_published(db: &Db, ids: &[i64]) -> Result<(), sqlx::Error> {
         let (first, last) = runs.get(i).unwrap_or(last_run);
         query = query.bind(*first).bind(*last);
     }
-    query.execute(db.pool()).await?;
+    query.execute(&mut *db.write().await?).await?;
     Ok(())
 }
 
@@ -401,7 +403,7 @@ mod tests {
         tx.commit().await.unwrap();
         let rows: Vec<(String, String, String, String)> =
             sqlx::query("SELECT topic, event_key, headers, payload FROM kart_outbox ORDER BY id")
-                .fetch_all(db.pool())
+                .fetch_all(&mut *db.write().await.expect("a connection"))
                 .await
                 .unwrap()
                 .iter()
@@ -431,13 +433,13 @@ mod tests {
                 "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
                  VALUES ('t', 'k', '[]', '{}', 0)",
             )
-            .execute(db.pool())
+            .execute(&mut *db.write().await.expect("a connection"))
             .await
             .unwrap();
         }
         let left = || async {
             sqlx::query_scalar::<_, i64>("SELECT id FROM kart_outbox ORDER BY id")
-                .fetch_all(db.pool())
+                .fetch_all(&mut *db.write().await.expect("a connection"))
                 .await
                 .unwrap()
         };

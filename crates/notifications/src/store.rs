@@ -214,7 +214,7 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<String>, sqlx::Err
     )
     .bind(now)
     .bind(limit)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await
 }
 
@@ -252,7 +252,7 @@ pub async fn claim(
     for i in 0..slots {
         query = query.bind(ids.get(i).unwrap_or(last));
     }
-    let taken = query.fetch_all(db.pool()).await?;
+    let taken = query.fetch_all(&mut *db.write().await?).await?;
     taken.iter().map(message_from).collect()
 }
 
@@ -261,7 +261,7 @@ pub async fn message(db: &Db, id: &str) -> Result<Option<Message>, sqlx::Error> 
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1"
     ))
     .bind(id)
-    .fetch_optional(db.reader())
+    .fetch_optional(&mut *db.read().await?)
     .await?;
     row.as_ref().map(message_from).transpose()
 }
@@ -270,7 +270,7 @@ pub async fn message(db: &Db, id: &str) -> Result<Option<Message>, sqlx::Error> 
 pub async fn recipient(db: &Db, user_id: &str) -> Result<Option<(String, String)>, sqlx::Error> {
     sqlx::query_as("SELECT email, display_name FROM recipients WHERE user_id = $1")
         .bind(user_id)
-        .fetch_optional(db.reader())
+        .fetch_optional(&mut *db.read().await?)
         .await
 }
 
@@ -299,7 +299,7 @@ pub async fn order_and_recipient(
     )
     .bind(order_id)
     .bind(user_id)
-    .fetch_optional(db.reader())
+    .fetch_optional(&mut *db.read().await?)
     .await?;
     let Some(row) = row else {
         return Ok(None);
@@ -327,7 +327,11 @@ pub async fn product_names(db: &Db, skus: &[&str]) -> Result<HashMap<String, Str
     for i in 0..slots {
         query = query.bind(*skus.get(i).unwrap_or(last));
     }
-    Ok(query.fetch_all(db.reader()).await?.into_iter().collect())
+    Ok(query
+        .fetch_all(&mut *db.read().await?)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// What a message says, once written.
@@ -493,7 +497,7 @@ pub async fn list(db: &Db, filter: &Filter) -> Result<Vec<Message>, sqlx::Error>
     .bind(filter.kind.as_deref().unwrap_or_default())
     .bind(filter.status.map(Status::as_str).unwrap_or_default())
     .bind(filter.limit)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.write().await?)
     .await?;
     rows.iter().map(message_from).collect()
 }
@@ -513,7 +517,7 @@ pub async fn attempts(db: &Db, id: &str) -> Result<Vec<AttemptRecord>, sqlx::Err
          WHERE message_id = $1 ORDER BY attempt",
     )
     .bind(id)
-    .fetch_all(db.pool())
+    .fetch_all(&mut *db.write().await?)
     .await?;
     Ok(rows
         .into_iter()
@@ -561,14 +565,14 @@ pub async fn replay(db: &Db, id: &str, max_attempts: u32) -> Result<ReplayOutcom
     .bind(id)
     .bind(i64::from(max_attempts))
     .bind(now_millis())
-    .execute(db.pool())
+    .execute(&mut *db.write().await?)
     .await?;
     if queued.rows_affected() == 1 {
         return Ok(ReplayOutcome::Queued);
     }
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
         .bind(id)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *db.write().await?)
         .await?;
     Ok(match status.as_deref() {
         None => ReplayOutcome::NotFound,
@@ -580,14 +584,14 @@ pub async fn replay(db: &Db, id: &str, max_attempts: u32) -> Result<ReplayOutcom
 /// Ids of every dead letter, oldest first.
 pub async fn dead_ids(db: &Db) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM messages WHERE status = 'dead' ORDER BY created_at, id")
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.write().await?)
         .await
 }
 
 /// Messages by status, for the gauges.
 pub async fn counts(db: &Db) -> Result<Vec<(String, i64)>, sqlx::Error> {
     sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status")
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.write().await?)
         .await
 }
 
@@ -622,7 +626,7 @@ mod tests {
         assert!(queue_message(&mut tx, &queued).await.expect("queued"));
         tx.commit().await.expect("committed");
         let id: String = sqlx::query_scalar("SELECT id FROM messages")
-            .fetch_one(db.pool())
+            .fetch_one(&mut *db.write().await.expect("a connection"))
             .await
             .expect("the message");
 

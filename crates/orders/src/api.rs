@@ -177,7 +177,7 @@ fn key_reused() -> Status {
 impl OrdersApi {
     /// The order the caller made with this key, if the request matches it.
     async fn replay(&self, user_id: &str, key: &str, hash: &str) -> Result<Option<Order>, Status> {
-        let mut conn = self.db.reader().acquire().await.map_err(internal_status)?;
+        let mut conn = self.db.read().await.map_err(internal_status)?;
         match store::by_key(&mut conn, user_id, key)
             .await
             .map_err(internal_status)?
@@ -287,7 +287,7 @@ impl OrdersApi {
     }
 
     async fn read(&self, caller: &pb::Caller, order_id: &str) -> Result<Order, Status> {
-        let mut conn = self.db.reader().acquire().await.map_err(internal_status)?;
+        let mut conn = self.db.read().await.map_err(internal_status)?;
         match store::by_id(&mut conn, order_id)
             .await
             .map_err(internal_status)?
@@ -495,7 +495,7 @@ impl pb::orders_server::Orders for OrdersApi {
             after,
             limit: limit + 1,
         };
-        let mut conn = self.db.reader().acquire().await.map_err(internal_status)?;
+        let mut conn = self.db.read().await.map_err(internal_status)?;
         let mut orders = store::list(&mut conn, &filter)
             .await
             .map_err(internal_status)?;

@@ -119,7 +119,7 @@ pub async fn drive_stuck_orders(
 pub async fn time_out_payments(db: &Db, payment_timeout: Duration) -> Result<usize, SagaError> {
     let timeout_ms = i64::try_from(payment_timeout.as_millis()).unwrap_or(i64::MAX);
     let before = now_millis().saturating_sub(timeout_ms);
-    let mut conn = db.pool().acquire().await?;
+    let mut conn = db.write().await?;
     let due = store::stuck(&mut conn, Status::Reserved, before, 100).await?;
     drop(conn);
     let mut failed = 0;

@@ -38,13 +38,13 @@ fn creation(order: Order) -> Creation {
 
 async fn outboxed_order_ids(db: &Db) -> Vec<String> {
     sqlx::query_scalar("SELECT event_key FROM kart_outbox ORDER BY id")
-        .fetch_all(db.pool())
+        .fetch_all(&mut *db.write().await.expect("a connection"))
         .await
         .unwrap()
 }
 
 async fn stored(db: &Db, id: &str) -> Option<Order> {
-    let mut conn = db.pool().acquire().await.unwrap();
+    let mut conn = db.write().await.unwrap();
     store::by_id(&mut conn, id).await.unwrap()
 }
 

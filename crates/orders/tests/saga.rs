@@ -55,7 +55,7 @@ async fn captured(db: &Db, id: &str, amount_minor: i64) {
 }
 
 async fn order(db: &Db, id: &str) -> Order {
-    let mut conn = db.pool().acquire().await.unwrap();
+    let mut conn = db.write().await.unwrap();
     store::by_id(&mut conn, id).await.unwrap().unwrap()
 }
 
@@ -64,7 +64,7 @@ async fn events(db: &Db, id: &str) -> Vec<(String, serde_json::Value)> {
     let rows =
         sqlx::query("SELECT headers, payload FROM kart_outbox WHERE event_key = $1 ORDER BY id")
             .bind(id)
-            .fetch_all(db.pool())
+            .fetch_all(&mut *db.write().await.expect("a connection"))
             .await
             .unwrap();
     rows.iter()

@@ -43,7 +43,7 @@ impl PaymentsApi {
             "SELECT user_id, amount_minor, currency, url FROM checkout_sessions WHERE order_id = $1",
         )
         .bind(order_id)
-        .fetch_optional(self.db.pool())
+        .fetch_optional(&mut *self.db.write().await.map_err(internal_status)?)
         .await
         .map_err(internal_status)?
         .filter(|row| row.try_get::<String, _>("user_id").ok().as_deref() == Some(user_id))
@@ -54,7 +54,7 @@ impl PaymentsApi {
         })?;
         let payment = sqlx::query("SELECT status, failure_code FROM payments WHERE order_id = $1")
             .bind(order_id)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *self.db.write().await.map_err(internal_status)?)
             .await
             .map_err(internal_status)?;
         let (status, failure_code) = match payment {
@@ -236,7 +236,7 @@ impl pb::payments_server::Payments for PaymentsApi {
             "SELECT provider_session_id FROM checkout_sessions WHERE order_id = $1",
         )
         .bind(&input.order_id)
-        .fetch_one(self.db.pool())
+        .fetch_one(&mut *self.db.write().await.map_err(internal_status)?)
         .await
         .map_err(internal_status)?;
         if session_id.is_empty() {

@@ -204,7 +204,7 @@ impl StripeProvider {
         let known: Option<String> =
             sqlx::query_scalar("SELECT customer_id FROM stripe_customers WHERE user_id = $1")
                 .bind(user_id)
-                .fetch_optional(self.db.pool())
+                .fetch_optional(&mut *self.db.write().await.map_err(internal)?)
                 .await
                 .map_err(internal)?;
         if let Some(customer) = known {
@@ -226,12 +226,12 @@ impl StripeProvider {
         .bind(user_id)
         .bind(&customer)
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(&mut *self.db.write().await.map_err(internal)?)
         .await
         .map_err(internal)?;
         sqlx::query_scalar("SELECT customer_id FROM stripe_customers WHERE user_id = $1")
             .bind(user_id)
-            .fetch_one(self.db.pool())
+            .fetch_one(&mut *self.db.write().await.map_err(internal)?)
             .await
             .map_err(internal)
     }

@@ -279,10 +279,11 @@ impl pb::accounts_server::Accounts for UsersApi {
         request: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
         let id = request.into_inner().user_id;
-        let account = store::account_by_id(self.db.reader(), &id)
-            .await
-            .map_err(internal_status)?
-            .ok_or_else(|| Status::from(Problem::not_found("There is no such user.")))?;
+        let account =
+            store::account_by_id(&mut *self.db.read().await.map_err(internal_status)?, &id)
+                .await
+                .map_err(internal_status)?
+                .ok_or_else(|| Status::from(Problem::not_found("There is no such user.")))?;
         Ok(Response::new(user_message(&account)))
     }
 }
@@ -308,10 +309,13 @@ impl pb::payment_methods_server::PaymentMethods for UsersApi {
             input.exp_year,
             (today.year() as u32, today.month()),
         )?;
-        if store::account_by_id(self.db.reader(), &input.user_id)
-            .await
-            .map_err(internal_status)?
-            .is_none()
+        if store::account_by_id(
+            &mut *self.db.read().await.map_err(internal_status)?,
+            &input.user_id,
+        )
+        .await
+        .map_err(internal_status)?
+        .is_none()
         {
             return Err(Problem::not_found("There is no such user.").into());
         }

@@ -92,7 +92,7 @@ pub async fn account_by_email(
         "SELECT {ACCOUNT_COLUMNS}, password_hash FROM users WHERE email = $1"
     ))
     .bind(email.as_str())
-    .fetch_optional(db.reader())
+    .fetch_optional(&mut *db.read().await?)
     .await?;
     row.map(|row| Ok((account(&row)?, row.try_get("password_hash")?)))
         .transpose()
@@ -118,7 +118,7 @@ pub async fn set_role(db: &Db, id: &str, role: Role) -> Result<(), sqlx::Error> 
     sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
         .bind(role.as_str())
         .bind(id)
-        .execute(db.pool())
+        .execute(&mut *db.write().await?)
         .await?;
     Ok(())
 }
@@ -271,7 +271,7 @@ pub async fn payment_methods_of(db: &Db, user_id: &str) -> Result<Vec<PaymentMet
          ORDER BY is_default DESC, created_at DESC, id DESC"
     ))
     .bind(user_id)
-    .fetch_all(db.reader())
+    .fetch_all(&mut *db.read().await?)
     .await?;
     rows.iter().map(payment_method).collect()
 }
@@ -287,7 +287,7 @@ pub async fn payment_method_of(
     ))
     .bind(id)
     .bind(user_id)
-    .fetch_optional(db.reader())
+    .fetch_optional(&mut *db.read().await?)
     .await?;
     row.map(|row| payment_method(&row)).transpose()
 }

@@ -199,13 +199,13 @@ async fn every_stored_text(app: &TestApp) -> Vec<String> {
             ),
         };
         let tables: Vec<String> = sqlx::query_scalar(tables_sql)
-            .fetch_all(db.pool())
+            .fetch_all(&mut *db.write().await.expect("a connection"))
             .await
             .unwrap();
         for table in tables {
             let columns: Vec<String> = sqlx::query_scalar(columns_sql)
                 .bind(&table)
-                .fetch_all(db.pool())
+                .fetch_all(&mut *db.write().await.expect("a connection"))
                 .await
                 .unwrap();
             // Cast in SQL: the Any driver decodes text on every database.
@@ -213,7 +213,7 @@ async fn every_stored_text(app: &TestApp) -> Vec<String> {
                 let values: Vec<Option<String>> = sqlx::query_scalar(&format!(
                     "SELECT CAST(\"{column}\" AS TEXT) FROM \"{table}\""
                 ))
-                .fetch_all(db.pool())
+                .fetch_all(&mut *db.write().await.expect("a connection"))
                 .await
                 .unwrap();
                 texts.extend(values.into_iter().flatten());

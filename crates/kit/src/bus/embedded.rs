@@ -29,9 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row, SqliteConnection};
 use tokio::sync::watch;
+
+use crate::held::Connections;
 
 use super::{
     BusError, Delivery, EventBus, Headers, Record, Subscription, TopicInfo, TopicSpec,
@@ -58,7 +60,8 @@ pub struct EmbeddedBus {
 }
 
 struct Inner {
-    pool: SqlitePool,
+    /// Held by Kart, not sqlx's pool, for the reasons in [`crate::held`].
+    connections: Connections<SqliteConnection>,
     default_partitions: i32,
     /// SQLite has one writer; taking this first means no writer ever waits
     /// on SQLite's busy handler.
@@ -99,13 +102,17 @@ impl EmbeddedBus {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5))
             .pragma("cache_size", crate::db::SQLITE_CACHE_SIZE);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            // No ping before each use, as for every SQLite pool (`crate::db`).
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(|e| BusError::Unreachable(format!("{}: {e}", path.display())))?;
+        let connections = Connections::new(
+            4,
+            std::time::Duration::from_secs(5),
+            Box::new(move || {
+                let options = options.clone();
+                Box::pin(async move { options.connect().await })
+            }),
+        );
+        let unreachable =
+            |e: sqlx::Error| BusError::Unreachable(format!("{}: {e}", path.display()));
+        let mut conn = connections.acquire().await.map_err(unreachable)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS topics (
                 name TEXT PRIMARY KEY,
@@ -129,13 +136,13 @@ impl EmbeddedBus {
                 PRIMARY KEY (group_id, topic, partition_id)
             ) WITHOUT ROWID;",
         )
-        .execute(&pool)
+        .execute(&mut *conn)
         .await
         .map_err(other)?;
 
         let mut topics = HashMap::new();
         let rows = sqlx::query("SELECT name, partitions FROM topics")
-            .fetch_all(&pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(other)?;
         for row in rows {
@@ -147,7 +154,7 @@ impl EmbeddedBus {
                  WHERE topic = ? GROUP BY partition_id",
             )
             .bind(&name)
-            .fetch_all(&pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(other)?;
             for high in highs {
@@ -162,10 +169,11 @@ impl EmbeddedBus {
             }
             topics.insert(name, ends);
         }
+        drop(conn);
 
         Ok(EmbeddedBus {
             inner: Arc::new(Inner {
-                pool,
+                connections,
                 default_partitions: default_partitions.max(1),
                 write: tokio::sync::Mutex::new(()),
                 topics: Mutex::new(topics),
@@ -180,7 +188,7 @@ impl EmbeddedBus {
 
     /// Closes the file once every handle is done with it.
     pub async fn close(&self) {
-        self.inner.pool.close().await;
+        self.inner.connections.close().await;
     }
 }
 
@@ -245,7 +253,7 @@ impl Inner {
             sqlx::query("INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)")
                 .bind(&spec.name)
                 .bind(partitions)
-                .execute(&self.pool)
+                .execute(&mut *self.connections.acquire().await.map_err(other)?)
                 .await
                 .map_err(other)?;
             if let Ok(mut topics) = self.topics.lock() {
@@ -297,7 +305,8 @@ impl Inner {
             let headers = serde_json::to_string(&record.headers).map_err(other)?;
             placed.push((record, partition, offset, headers));
         }
-        let mut tx = self.pool.begin().await.map_err(other)?;
+        let mut conn = self.connections.acquire().await.map_err(other)?;
+        conn.begin().await.map_err(other)?;
         // Many rows per statement: a statement is a round trip to SQLite's
         // worker thread, and a relay batch can hold hundreds of records.
         // Chunks are powers of two, so a few statement texts cover every
@@ -331,7 +340,7 @@ impl Inner {
                     .bind(now);
             }
             query
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| BusError::Publish {
                     topic: chunk
@@ -341,7 +350,8 @@ impl Inner {
                     reason: e.to_string(),
                 })?;
         }
-        tx.commit().await.map_err(other)?;
+        conn.commit().await.map_err(other)?;
+        drop(conn);
         if let Ok(mut tails) = self.tails.lock() {
             for (record, partition, offset, _) in &placed {
                 let tail = tails.entry((record.topic.clone(), *partition)).or_default();
@@ -454,8 +464,14 @@ impl EventBus for EmbeddedBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
+        let mut conn = self
+            .inner
+            .connections
+            .acquire()
+            .await
+            .map_err(|e| BusError::Unreachable(e.to_string()))?;
         sqlx::query("SELECT 1")
-            .execute(&self.inner.pool)
+            .execute(&mut *conn)
             .await
             .map(drop)
             .map_err(|e| BusError::Unreachable(e.to_string()))
@@ -531,7 +547,7 @@ impl EmbeddedSubscription {
             .bind(&self.group)
             .bind(topic)
             .bind(partition)
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(&mut *self.inner.connections.acquire().await.map_err(other)?)
             .await
             .map_err(other)?;
             positions.insert((topic.clone(), *partition), committed.unwrap_or(0));
@@ -587,7 +603,7 @@ impl EmbeddedSubscription {
             .bind(partition)
             .bind(position)
             .bind(FETCH_BATCH)
-            .fetch_all(&self.inner.pool)
+            .fetch_all(&mut *self.inner.connections.acquire().await.map_err(other)?)
             .await
             .map_err(other)?;
             let mut batch = VecDeque::with_capacity(rows.len());
@@ -682,7 +698,7 @@ impl Subscription for EmbeddedSubscription {
         .bind(topic)
         .bind(partition)
         .bind(next_offset)
-        .execute(&self.inner.pool)
+        .execute(&mut *self.inner.connections.acquire().await.map_err(other)?)
         .await
         .map_err(other)?;
         Ok(())

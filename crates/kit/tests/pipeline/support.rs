@@ -132,7 +132,7 @@ impl Harness {
 
     pub async fn states(&self) -> Vec<String> {
         sqlx::query_scalar("SELECT name FROM test_states ORDER BY name")
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *self.db.write().await.expect("a connection"))
             .await
             .unwrap()
     }
@@ -198,7 +198,7 @@ impl Harness {
              WHERE consumer_group = $1 ORDER BY applied_seq",
         )
         .bind(group)
-        .fetch_all(self.db.pool())
+        .fetch_all(&mut *self.db.write().await.expect("a connection"))
         .await
         .unwrap()
         .into_iter()
@@ -215,7 +215,7 @@ impl Harness {
     pub async fn tallies_for(&self, group: &str) -> Vec<i64> {
         sqlx::query_scalar("SELECT events FROM test_tallies WHERE consumer_group = $1")
             .bind(group)
-            .fetch_all(self.db.pool())
+            .fetch_all(&mut *self.db.write().await.expect("a connection"))
             .await
             .unwrap()
     }
@@ -282,7 +282,7 @@ impl Harness {
     pub async fn rewind_positions(&self, group: &str) {
         sqlx::query("UPDATE kart_consumer_offsets SET next_offset = 0 WHERE consumer_group = $1")
             .bind(group)
-            .execute(self.db.pool())
+            .execute(&mut *self.db.write().await.expect("a connection"))
             .await
             .unwrap();
     }
