@@ -77,10 +77,21 @@ impl Tx {
     /// Writes the enqueued outbox rows, then commits.
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let outbox = std::mem::take(&mut self.outbox);
-        crate::outbox::write_rows(&mut self, &outbox).await?;
         match self.inner {
-            TxConnection::Postgres(transaction) => transaction.commit().await,
-            TxConnection::Sqlite(mut writer) => writer.commit().await,
+            TxConnection::Postgres(mut transaction) => {
+                crate::outbox::write_rows(&mut transaction, &outbox, None).await?;
+                transaction.commit().await
+            }
+            TxConnection::Sqlite(mut writer) if outbox.is_empty() => writer.commit().await,
+            TxConnection::Sqlite(mut writer) => {
+                // The last outbox INSERT and the COMMIT in one text: one
+                // hand-over to the writer's thread fewer per transaction
+                // that outboxes. Should the INSERT fail, the COMMIT does not
+                // run, and the transaction is rolled back as a dropped one is.
+                crate::outbox::write_rows(&mut writer, &outbox, Some("COMMIT")).await?;
+                writer.committed();
+                Ok(())
+            }
         }
     }
 

@@ -167,8 +167,14 @@ impl<C: Connection> Lease<C> {
     /// Commits the open transaction.
     pub async fn commit(&mut self) -> Result<(), sqlx::Error> {
         self.run("COMMIT").await?;
-        self.set_in_transaction(false);
+        self.committed();
         Ok(())
+    }
+
+    /// Records that the open transaction was committed by a `COMMIT` the
+    /// caller sent in the text of another statement.
+    pub fn committed(&mut self) {
+        self.set_in_transaction(false);
     }
 
     /// Rolls back the open transaction.

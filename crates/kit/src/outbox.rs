@@ -70,19 +70,30 @@ pub struct OutboxRow {
 /// Each INSERT's rows go in sorted by their place in its chunk, and the
 /// chunks go in order, so the rows' ids, which the relay publishes in,
 /// keep the order of `rows`.
+///
+/// `then`, a statement without arguments, goes in the same text as the
+/// last INSERT, which only SQLite runs (in one hand-over to its
+/// connection's thread, [`crate::db::both_in_one_round_trip`]): there it is
+/// the transaction's `COMMIT`. It runs only if the INSERT succeeds.
 pub(crate) async fn write_rows(
     conn: &mut sqlx::AnyConnection,
     rows: &[OutboxRow],
+    then: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(MAX_ROWS_PER_STATEMENT) {
+    let chunks = rows.len().div_ceil(MAX_ROWS_PER_STATEMENT);
+    for (number, chunk) in rows.chunks(MAX_ROWS_PER_STATEMENT).enumerate() {
         let (values, padded) = padded_values(chunk.len(), 6);
         let columns = values_columns(2, 6);
+        let then = match then {
+            Some(then) if number + 1 == chunks => format!("; {then}"),
+            _ => String::new(),
+        };
         let sql = format!(
             "INSERT INTO kart_outbox (topic, event_key, headers, payload, created_at)
              SELECT {columns}
              FROM (VALUES {values}) AS pending
              WHERE column2 IS NOT NULL
-             ORDER BY column1"
+             ORDER BY column1{then}"
         );
         let mut query = sqlx::query(&sql);
         for (place, row) in chunk.iter().enumerate() {
@@ -401,6 +412,14 @@ mod tests {
             "nothing is written before the commit"
         );
         tx.commit().await.unwrap();
+        // On SQLite the COMMIT went in the last INSERT's text: no
+        // transaction is left open, and what it wrote outlives the next.
+        db.begin()
+            .await
+            .expect("a transaction begins after the commit")
+            .rollback()
+            .await
+            .unwrap();
         let rows: Vec<(String, String, String, String)> =
             sqlx::query("SELECT topic, event_key, headers, payload FROM kart_outbox ORDER BY id")
                 .fetch_all(&mut *db.write().await.expect("a connection"))
