@@ -115,10 +115,16 @@ impl<C: Connection> Connections<C> {
             },
         };
         if held.in_transaction {
-            // Its last user dropped a transaction without ending it. Should
-            // the rollback fail, the connection is dropped (SQLite rolls
-            // back on close) and the next lease opens a new one.
-            held.conn.run("ROLLBACK").await?;
+            // Its last user dropped a transaction without ending it, or
+            // was stopped while its BEGIN or COMMIT was on the way, so
+            // there may be no transaction to roll back after all. Should the
+            // rollback fail otherwise, the connection is dropped (SQLite
+            // rolls back on close) and the next lease opens a new one.
+            match held.conn.run("ROLLBACK").await {
+                Ok(()) => {}
+                Err(error) if no_transaction_was_open(&error) => {}
+                Err(error) => return Err(error),
+            }
             held.in_transaction = false;
         }
         Ok(Lease {
@@ -145,6 +151,11 @@ impl<C: Connection> Connections<C> {
     }
 }
 
+/// SQLite's answer to a `ROLLBACK` outside a transaction.
+fn no_transaction_was_open(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.message().contains("no transaction is active"))
+}
+
 /// One connection of a [`Connections`] set, back in the set when dropped.
 pub struct Lease<C> {
     held: Option<Held<C>>,
@@ -159,9 +170,14 @@ impl<C: Connection> Lease<C> {
     /// Left open when the lease drops, it is rolled back by the
     /// connection's next user.
     pub async fn begin(&mut self) -> Result<(), sqlx::Error> {
-        self.run("BEGIN").await?;
+        // Recorded before it is sent: a caller stopped while the BEGIN is
+        // on its way leaves it to run, and the next user must roll it back.
         self.set_in_transaction(true);
-        Ok(())
+        let begun = self.run("BEGIN").await;
+        if begun.is_err() {
+            self.set_in_transaction(false);
+        }
+        begun
     }
 
     /// Commits the open transaction.
@@ -285,6 +301,25 @@ mod tests {
         drop(next);
         let mut last = set.acquire().await.expect("the same connection");
         assert_eq!(count(&mut last).await, 1, "a committed write stays");
+    }
+
+    #[tokio::test]
+    async fn a_transaction_recorded_but_never_begun_does_not_fail_the_next_user() {
+        let set = connections(1);
+        let mut first = set.acquire().await.expect("a connection");
+        first
+            .run("CREATE TABLE t (n INTEGER)")
+            .await
+            .expect("creates");
+        // As when a caller is stopped after `begin` recorded the
+        // transaction and before its BEGIN reached the connection.
+        first.set_in_transaction(true);
+        drop(first);
+
+        let mut next = set.acquire().await.expect("the same connection, usable");
+        assert_eq!(count(&mut next).await, 0, "the table is still there");
+        next.begin().await.expect("begins");
+        next.commit().await.expect("commits");
     }
 
     #[tokio::test]
