@@ -571,7 +571,6 @@ impl ConsumerRunner {
         &self,
         batch: &[Pending<'_>],
     ) -> Result<Vec<Outcome>, (usize, HandlerError)> {
-        let mut tx = self.db.begin().await.map_err(|e| (0, e.into()))?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut events = Vec::with_capacity(batch.len());
         for (index, one) in batch.iter().enumerate() {
@@ -595,7 +594,7 @@ impl ConsumerRunner {
         }
         let mut ends: Vec<((&str, i32), i64)> = ends.into_iter().collect();
         ends.sort_unstable();
-        let fresh = record_batch(&mut tx, &self.spec.group, &ids, &ends)
+        let (mut tx, fresh) = begin_and_record_batch(&self.db, &self.spec.group, &ids, &ends)
             .await
             .map_err(|e| (0, e.into()))?;
         let mut handled = Vec::with_capacity(batch.len());
@@ -951,24 +950,63 @@ pub async fn record_batch(
     event_ids: &[&str],
     ends: &[((&str, i32), i64)],
 ) -> Result<Vec<bool>, sqlx::Error> {
+    let Some((sql, slots)) = record_batch_text(tx.kind(), event_ids.len(), ends.len()) else {
+        return Ok(Vec::new());
+    };
+    let rows = record_batch_query(&sql, slots, group, event_ids, ends)
+        .fetch_all(&mut **tx)
+        .await?;
+    recorded(event_ids, &rows)
+}
+
+/// Begins a consumer batch's transaction with [`record_batch`] as its
+/// first statement: on SQLite the `BEGIN` goes with it, one hand-over fewer
+/// per batch ([`Db::begin_with`]).
+pub async fn begin_and_record_batch(
+    db: &Db,
+    group: &str,
+    event_ids: &[&str],
+    ends: &[((&str, i32), i64)],
+) -> Result<(Tx, Vec<bool>), sqlx::Error> {
+    let Some((sql, slots)) = record_batch_text(db.kind(), event_ids.len(), ends.len()) else {
+        return Ok((db.begin().await?, Vec::new()));
+    };
+    let (tx, rows) = db
+        .begin_with(record_batch_query(&sql, slots, group, event_ids, ends))
+        .await?;
+    Ok((tx, recorded(event_ids, &rows)?))
+}
+
+/// [`record_batch`]'s statement for `ids` event ids and `ends` positions,
+/// and how many id slots it binds; `None` when there is nothing to record.
+fn record_batch_text(kind: crate::db::DbKind, ids: usize, ends: usize) -> Option<(String, usize)> {
     // The ids are bound from `$3` on, the positions after them.
-    let (inbox, slots) = match event_ids.len() {
+    let (inbox, slots) = match ids {
         0 => (None, 0),
         ids => {
             let (text, slots) = inbox_insert(3, ids);
             (Some(text), slots)
         }
     };
-    let positions = (!ends.is_empty()).then(|| positions_upsert(3 + slots, ends.len()));
+    let positions = (ends > 0).then(|| positions_upsert(3 + slots, ends));
     let sql = match (inbox, positions) {
-        (None, None) => return Ok(Vec::new()),
+        (None, None) => return None,
         (Some(inbox), None) => inbox,
         (None, Some(positions)) => positions,
-        (Some(inbox), Some(positions)) => both_in_one_round_trip(tx.kind(), &positions, &inbox),
+        (Some(inbox), Some(positions)) => both_in_one_round_trip(kind, &positions, &inbox),
     };
-    let mut query = sqlx::query_scalar::<_, String>(&sql)
-        .bind(group)
-        .bind(now_millis());
+    Some((sql, slots))
+}
+
+/// [`record_batch_text`]'s statement with its arguments bound.
+fn record_batch_query<'q>(
+    sql: &'q str,
+    slots: usize,
+    group: &'q str,
+    event_ids: &[&'q str],
+    ends: &[((&'q str, i32), i64)],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(sql).bind(group).bind(now_millis());
     if let Some(last) = event_ids.last() {
         for i in 0..slots {
             query = query.bind(*event_ids.get(i).unwrap_or(last));
@@ -977,8 +1015,15 @@ pub async fn record_batch(
     for ((topic, partition), next_offset) in ends {
         query = query.bind(*topic).bind(*partition).bind(*next_offset);
     }
-    let mut recorded: std::collections::HashSet<String> =
-        query.fetch_all(&mut **tx).await?.into_iter().collect();
+    query
+}
+
+/// For each of `event_ids`, whether the inbox insert returned it.
+fn recorded(event_ids: &[&str], rows: &[sqlx::any::AnyRow]) -> Result<Vec<bool>, sqlx::Error> {
+    let mut recorded = std::collections::HashSet::with_capacity(rows.len());
+    for row in rows {
+        recorded.insert(sqlx::Row::try_get::<String, _>(row, 0)?);
+    }
     Ok(event_ids.iter().map(|id| recorded.remove(*id)).collect())
 }
 
@@ -1212,11 +1257,17 @@ mod tests {
                 .map(|p| (p.partition, p.next_offset))
                 .collect::<Vec<_>>()
         };
-        let first = record(
-            vec!["evt_a", "evt_b", "evt_a"],
-            vec![(("order.events", 0), 7), (("order.events", 1), 3)],
-        );
-        assert_eq!(first.await, [true, true, false]);
+        // As a consumer batch opens its transaction.
+        let (tx, first) = begin_and_record_batch(
+            &db,
+            "inventory",
+            &["evt_a", "evt_b", "evt_a"],
+            &[(("order.events", 0), 7), (("order.events", 1), 3)],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(first, [true, true, false]);
         let second = record(
             vec!["evt_b", "evt_c"],
             vec![
@@ -1238,6 +1289,14 @@ mod tests {
         );
         tx.rollback().await.unwrap();
         assert_eq!(stored().await, [(0, 7), (1, 4), (2, 9)], "rolled back");
+        // A batch's transaction dropped without a commit: its inbox rows
+        // and positions were written inside it, not before it began.
+        let (tx, fresh) = begin_and_record_batch(&db, "inventory", &["evt_d"], &ends)
+            .await
+            .unwrap();
+        assert_eq!(fresh, [true]);
+        drop(tx);
+        assert_eq!(stored().await, [(0, 7), (1, 4), (2, 9)], "dropped");
 
         // Either half alone, as a dead letter and a skipped event write them.
         assert_eq!(record(vec!["evt_d"], vec![]).await, [true]);

@@ -427,6 +427,47 @@ impl Db {
         })
     }
 
+    /// Begins a transaction whose first statement is `first`, and returns
+    /// `first`'s rows. On SQLite the `BEGIN` goes in the same text as
+    /// `first`, so the two are one hand-over to the writer's thread: for
+    /// a transaction that always opens with the same kind of statement (a
+    /// consumer batch's inbox rows, [`crate::consumer`]). Should `first`
+    /// fail, the transaction is rolled back like a dropped one.
+    pub async fn begin_with<'q>(
+        &self,
+        mut first: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<(Tx, Vec<sqlx::any::AnyRow>), sqlx::Error> {
+        let (inner, rows) = match &self.connections {
+            Store::Postgres(pool) => {
+                let mut transaction = pool.begin().await?;
+                let rows = first.fetch_all(&mut *transaction).await?;
+                (TxConnection::Postgres(transaction), rows)
+            }
+            Store::Sqlite { writer, .. } => {
+                use sqlx::Execute;
+                let text = format!("BEGIN; {}", first.sql());
+                let arguments = first
+                    .take_arguments()
+                    .map_err(sqlx::Error::Encode)?
+                    .unwrap_or_default();
+                let mut writer = writer.acquire().await?;
+                writer.begun();
+                let rows = sqlx::query_with(&text, arguments)
+                    .fetch_all(&mut *writer)
+                    .await?;
+                (TxConnection::Sqlite(writer), rows)
+            }
+        };
+        Ok((
+            Tx {
+                inner,
+                outbox: Vec::new(),
+                kind: self.kind,
+            },
+            rows,
+        ))
+    }
+
     /// Readiness: one round trip.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1")

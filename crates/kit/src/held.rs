@@ -187,6 +187,12 @@ impl<C: Connection> Lease<C> {
         Ok(())
     }
 
+    /// Records that a transaction is open, before the caller sends its
+    /// `BEGIN` in the text of another statement.
+    pub fn begun(&mut self) {
+        self.set_in_transaction(true);
+    }
+
     /// Records that the open transaction was committed by a `COMMIT` the
     /// caller sent in the text of another statement.
     pub fn committed(&mut self) {
