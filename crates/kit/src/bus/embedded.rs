@@ -60,8 +60,13 @@ pub struct EmbeddedBus {
 }
 
 struct Inner {
-    /// Held by Kart, not sqlx's pool, for the reasons in [`crate::held`].
-    connections: Connections<SqliteConnection>,
+    /// The one connection that writes, and three that read, held by Kart
+    /// rather than sqlx's pool for the reasons in [`crate::held`]. A write
+    /// transaction left open holds SQLite's lock until its connection's
+    /// next user rolls it back, so writes all go to the one writer, whose
+    /// next user is the next write.
+    writer: Connections<SqliteConnection>,
+    readers: Connections<SqliteConnection>,
     default_partitions: i32,
     /// SQLite has one writer; taking this first means no writer ever waits
     /// on SQLite's busy handler.
@@ -102,17 +107,18 @@ impl EmbeddedBus {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5))
             .pragma("cache_size", crate::db::SQLITE_CACHE_SIZE);
-        let connections = Connections::new(
-            4,
-            std::time::Duration::from_secs(5),
+        let open = |options: SqliteConnectOptions| -> crate::held::Open<SqliteConnection> {
             Box::new(move || {
                 let options = options.clone();
                 Box::pin(async move { options.connect().await })
-            }),
-        );
+            })
+        };
+        let timeout = std::time::Duration::from_secs(5);
+        let writer = Connections::new(1, timeout, open(options.clone()));
+        let readers = Connections::new(3, timeout, open(options.pragma("query_only", "ON")));
         let unreachable =
             |e: sqlx::Error| BusError::Unreachable(format!("{}: {e}", path.display()));
-        let mut conn = connections.acquire().await.map_err(unreachable)?;
+        let mut conn = writer.acquire().await.map_err(unreachable)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS topics (
                 name TEXT PRIMARY KEY,
@@ -173,7 +179,8 @@ impl EmbeddedBus {
 
         Ok(EmbeddedBus {
             inner: Arc::new(Inner {
-                connections,
+                writer,
+                readers,
                 default_partitions: default_partitions.max(1),
                 write: tokio::sync::Mutex::new(()),
                 topics: Mutex::new(topics),
@@ -188,7 +195,8 @@ impl EmbeddedBus {
 
     /// Closes the file once every handle is done with it.
     pub async fn close(&self) {
-        self.inner.connections.close().await;
+        self.inner.readers.close().await;
+        self.inner.writer.close().await;
     }
 }
 
@@ -253,7 +261,7 @@ impl Inner {
             sqlx::query("INSERT OR IGNORE INTO topics (name, partitions) VALUES (?, ?)")
                 .bind(&spec.name)
                 .bind(partitions)
-                .execute(&mut *self.connections.acquire().await.map_err(other)?)
+                .execute(&mut *self.writer.acquire().await.map_err(other)?)
                 .await
                 .map_err(other)?;
             if let Ok(mut topics) = self.topics.lock() {
@@ -305,7 +313,7 @@ impl Inner {
             let headers = serde_json::to_string(&record.headers).map_err(other)?;
             placed.push((record, partition, offset, headers));
         }
-        let mut conn = self.connections.acquire().await.map_err(other)?;
+        let mut conn = self.writer.acquire().await.map_err(other)?;
         conn.begin().await.map_err(other)?;
         // Many rows per statement: a statement is a round trip to SQLite's
         // worker thread, and a relay batch can hold hundreds of records.
@@ -466,7 +474,7 @@ impl EventBus for EmbeddedBus {
     async fn ping(&self) -> Result<(), BusError> {
         let mut conn = self
             .inner
-            .connections
+            .readers
             .acquire()
             .await
             .map_err(|e| BusError::Unreachable(e.to_string()))?;
@@ -547,7 +555,7 @@ impl EmbeddedSubscription {
             .bind(&self.group)
             .bind(topic)
             .bind(partition)
-            .fetch_optional(&mut *self.inner.connections.acquire().await.map_err(other)?)
+            .fetch_optional(&mut *self.inner.readers.acquire().await.map_err(other)?)
             .await
             .map_err(other)?;
             positions.insert((topic.clone(), *partition), committed.unwrap_or(0));
@@ -603,7 +611,7 @@ impl EmbeddedSubscription {
             .bind(partition)
             .bind(position)
             .bind(FETCH_BATCH)
-            .fetch_all(&mut *self.inner.connections.acquire().await.map_err(other)?)
+            .fetch_all(&mut *self.inner.readers.acquire().await.map_err(other)?)
             .await
             .map_err(other)?;
             let mut batch = VecDeque::with_capacity(rows.len());
@@ -698,7 +706,7 @@ impl Subscription for EmbeddedSubscription {
         .bind(topic)
         .bind(partition)
         .bind(next_offset)
-        .execute(&mut *self.inner.connections.acquire().await.map_err(other)?)
+        .execute(&mut *self.inner.writer.acquire().await.map_err(other)?)
         .await
         .map_err(other)?;
         Ok(())
