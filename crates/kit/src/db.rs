@@ -420,11 +420,15 @@ impl Db {
                 TxConnection::Sqlite(writer)
             }
         };
-        Ok(Tx {
+        Ok(self.transaction(inner))
+    }
+
+    fn transaction(&self, inner: TxConnection) -> Tx {
+        Tx {
             inner,
             outbox: Vec::new(),
             kind: self.kind,
-        })
+        }
     }
 
     /// Begins a transaction whose first statement is `first`, and returns
@@ -458,14 +462,7 @@ impl Db {
                 (TxConnection::Sqlite(writer), rows)
             }
         };
-        Ok((
-            Tx {
-                inner,
-                outbox: Vec::new(),
-                kind: self.kind,
-            },
-            rows,
-        ))
+        Ok((self.transaction(inner), rows))
     }
 
     /// Readiness: one round trip.

@@ -30,6 +30,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Opens one more connection of a set, ready for use (pragmas applied).
 pub type Open<C> = Box<dyn Fn() -> BoxFuture<'static, Result<C, sqlx::Error>> + Send + Sync>;
 
+/// An [`Open`] that connects with `options`, whose pragmas sqlx applies.
+pub fn connect_with<O>(options: O) -> Open<O::Connection>
+where
+    O: sqlx::ConnectOptions,
+    O::Connection: Sized,
+{
+    Box::new(move || {
+        let options = options.clone();
+        Box::pin(async move { options.connect().await })
+    })
+}
+
 /// Up to `capacity` connections to one SQLite database, opened when first
 /// needed and kept open. Capacity 1 is a database's writer: leases queue
 /// for it in the order they asked.
@@ -254,8 +266,8 @@ impl<C> Drop for Lease<C> {
 mod tests {
     use std::str::FromStr;
 
+    use sqlx::SqliteConnection;
     use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, SqliteConnection};
 
     use super::*;
 
@@ -264,14 +276,18 @@ mod tests {
     /// its database.
     fn connections(capacity: usize) -> Connections<SqliteConnection> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("a valid URL");
-        Connections::new(
-            capacity,
-            Duration::from_millis(200),
-            Box::new(move || {
-                let options = options.clone();
-                Box::pin(async move { options.connect().await })
-            }),
-        )
+        Connections::new(capacity, Duration::from_millis(200), connect_with(options))
+    }
+
+    /// A lease of a new set of one, with an empty table `t`.
+    async fn one_with_a_table() -> (Connections<SqliteConnection>, Lease<SqliteConnection>) {
+        let set = connections(1);
+        let mut lease = set.acquire().await.expect("a connection");
+        lease
+            .run("CREATE TABLE t (n INTEGER)")
+            .await
+            .expect("creates");
+        (set, lease)
     }
 
     async fn count(conn: &mut SqliteConnection) -> i64 {
@@ -283,12 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_left_open_is_rolled_back_by_the_next_user() {
-        let set = connections(1);
-        let mut first = set.acquire().await.expect("a connection");
-        first
-            .run("CREATE TABLE t (n INTEGER)")
-            .await
-            .expect("creates");
+        let (set, mut first) = one_with_a_table().await;
         first.begin().await.expect("begins");
         first
             .run("INSERT INTO t VALUES (1)")
@@ -311,12 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_recorded_but_never_begun_does_not_fail_the_next_user() {
-        let set = connections(1);
-        let mut first = set.acquire().await.expect("a connection");
-        first
-            .run("CREATE TABLE t (n INTEGER)")
-            .await
-            .expect("creates");
+        let (set, mut first) = one_with_a_table().await;
         // As when a caller is stopped after `begin` recorded the
         // transaction and before its BEGIN reached the connection.
         first.set_in_transaction(true);

@@ -30,10 +30,10 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqliteConnection};
+use sqlx::{Row, SqliteConnection};
 use tokio::sync::watch;
 
-use crate::held::Connections;
+use crate::held::{Connections, connect_with};
 
 use super::{
     BusError, Delivery, EventBus, Headers, Record, Subscription, TopicInfo, TopicSpec,
@@ -68,8 +68,8 @@ struct Inner {
     writer: Connections<SqliteConnection>,
     readers: Connections<SqliteConnection>,
     default_partitions: i32,
-    /// SQLite has one writer; taking this first means no writer ever waits
-    /// on SQLite's busy handler.
+    /// Held from choosing a batch's offsets until they are written, so
+    /// records are written in the order their offsets were handed out.
     write: tokio::sync::Mutex<()>,
     /// Topic → end offset of each partition.
     topics: Mutex<HashMap<String, Vec<i64>>>,
@@ -107,15 +107,10 @@ impl EmbeddedBus {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(std::time::Duration::from_secs(5))
             .pragma("cache_size", crate::db::SQLITE_CACHE_SIZE);
-        let open = |options: SqliteConnectOptions| -> crate::held::Open<SqliteConnection> {
-            Box::new(move || {
-                let options = options.clone();
-                Box::pin(async move { options.connect().await })
-            })
-        };
         let timeout = std::time::Duration::from_secs(5);
-        let writer = Connections::new(1, timeout, open(options.clone()));
-        let readers = Connections::new(3, timeout, open(options.pragma("query_only", "ON")));
+        let writer = Connections::new(1, timeout, connect_with(options.clone()));
+        let readers =
+            Connections::new(3, timeout, connect_with(options.pragma("query_only", "ON")));
         let unreachable =
             |e: sqlx::Error| BusError::Unreachable(format!("{}: {e}", path.display()));
         let mut conn = writer.acquire().await.map_err(unreachable)?;
