@@ -278,8 +278,7 @@ impl Db {
     /// Connects, creating the database itself when it does not exist yet
     /// (a PostgreSQL database per service, or the SQLite file and its folder).
     pub async fn connect(url: &SecretString, settings: &DatabaseSettings) -> Result<Db, DbError> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        install_drivers();
 
         let raw = url.expose_secret();
         let display_url = mask_password(raw);
@@ -482,6 +481,21 @@ impl Db {
             }
         }
     }
+}
+
+/// Installs sqlx's PostgreSQL driver and Kart's own SQLite one (see
+/// [`crate::sqlite_inline`]) for `Any` connections; once per process.
+pub(crate) fn install_drivers() {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(|| {
+        // Installing fails only if something installed drivers first;
+        // then connecting reports the missing driver.
+        if sqlx::any::install_drivers(&[sqlx::postgres::any::DRIVER, crate::sqlite_inline::DRIVER])
+            .is_err()
+        {
+            tracing::error!("sqlx drivers were installed before Kart's");
+        }
+    });
 }
 
 /// How a set of SQLite connections opens one more: `setup` is the pragmas

@@ -4,7 +4,8 @@
 //! - [`telemetry`] and [`metrics`]: JSON logs with request and trace ids,
 //!   W3C trace context, Prometheus metrics.
 //! - [`db`] and [`migrate`]: one code path over PostgreSQL and SQLite;
-//!   [`held`]: the SQLite connections behind it.
+//!   [`held`]: the SQLite connections behind it; [`sqlite_inline`]: the
+//!   SQLite driver they use, which runs statements on the calling task.
 //! - [`bus`]: the event bus trait, on Kafka or the embedded log;
 //!   [`cloudevents`]: the envelope events travel in.
 //! - [`outbox`] and [`consumer`]: atomic state-and-events on the way out,
@@ -27,6 +28,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod problem;
 pub mod service;
+pub mod sqlite_inline;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
