@@ -172,8 +172,7 @@ fn counts_by_minute_and_type<'a>(
 /// to [`MAX_ROWS_PER_STATEMENT`] lines (every order the storefront makes):
 /// a statement per line was the analytics writer's most frequent one.
 /// PostgreSQL writes the order's row in a writing `WITH` of the lines'
-/// insert; SQLite gets both as one text, which its driver runs in one
-/// hand-over to the connection's thread.
+/// insert; SQLite gets both as one text, run in one call.
 async fn order_created(tx: &mut Tx, order: &OrderCreatedV1) -> Result<(), sqlx::Error> {
     let lines: Vec<(i64, &contracts::events::OrderLineV1)> = order
         .lines

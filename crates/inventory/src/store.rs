@@ -249,8 +249,8 @@ pub async fn reserve(
 /// claimed before (nothing is taken then).
 ///
 /// One round trip because every reservation waits for the inventory
-/// database's one writer, and on SQLite each statement is a hand-over to
-/// the connection's thread while it is held. PostgreSQL: writing `WITH`s,
+/// database's one writer, and each statement is time it is held (on
+/// PostgreSQL, a network round trip too). PostgreSQL: writing `WITH`s,
 /// each fed by the one before. SQLite: one text of three statements, each
 /// guarded by `changes()`, the rows the one before it changed.
 ///

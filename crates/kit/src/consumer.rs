@@ -938,9 +938,9 @@ async fn align(subscription: &mut dyn Subscription, unaligned: &mut HashMap<(Str
 /// id, whether this call recorded it (`false`: applied before, or earlier
 /// in the same list).
 ///
-/// A consumer batch does both in its transaction, and on SQLite each
-/// statement is a hand-over to the connection's thread while the service's
-/// one writer is held: PostgreSQL upserts the positions in a writing `WITH`
+/// A consumer batch does both in its transaction, and each statement is
+/// time the service's one writer is held on SQLite, a network round trip
+/// on PostgreSQL: PostgreSQL upserts the positions in a writing `WITH`
 /// of the inbox insert, SQLite gets both as one text. Within the
 /// transaction the order does not matter; the positions are known from the
 /// deliveries before any is applied.
@@ -960,8 +960,8 @@ pub async fn record_batch(
 }
 
 /// Begins a consumer batch's transaction with [`record_batch`] as its
-/// first statement: on SQLite the `BEGIN` goes with it, one hand-over fewer
-/// per batch ([`Db::begin_with`]).
+/// first statement: on SQLite the `BEGIN` goes with it, one statement call
+/// fewer per batch ([`Db::begin_with`]).
 pub async fn begin_and_record_batch(
     db: &Db,
     group: &str,

@@ -14,9 +14,10 @@
 //! PostgreSQL connections live in sqlx's pool, which pings a connection
 //! before handing it out and after taking it back: one can die while idle
 //! (a server restart, a dropped socket). A SQLite connection is a file
-//! handle on a thread of this process and cannot, and each ping was one
-//! more hand-over to that thread, a cost `kart up` paid several times per
-//! order; SQLite's connections are held by Kart ([`crate::held`]).
+//! handle in this process and cannot, and each ping was one more statement,
+//! a cost `kart up` paid several times per order; SQLite's connections are
+//! held by Kart ([`crate::held`]) and run their statements on the calling
+//! task ([`crate::sqlite_inline`]).
 //!
 //! [`Db::write`] is a connection for writes outside a transaction,
 //! [`Db::begin`] a transaction. Reads that need none go to [`Db::read`]: on
@@ -56,8 +57,8 @@ pub const SQLITE_CACHE_SIZE: &str = "-512";
 /// Use it as a connection (`&mut *tx`). Events enqueued in it
 /// ([`crate::outbox::enqueue`]) are written when it commits, in as few
 /// statements as possible: a consumer's batch enqueues an event or two per
-/// event it applies, and on SQLite every statement is a round trip to the
-/// connection's thread while the database's one writer is held. Dropped
+/// event it applies, and every statement is time the database's one writer
+/// is held on SQLite, a network round trip on PostgreSQL. Dropped
 /// without a commit, it rolls back and its outbox rows are never written:
 /// on PostgreSQL sqlx's transaction does that; on SQLite the writer's next
 /// user does, before anything else ([`crate::held`]).
@@ -85,9 +86,9 @@ impl Tx {
             TxConnection::Sqlite(mut writer) if outbox.is_empty() => writer.commit().await,
             TxConnection::Sqlite(mut writer) => {
                 // The last outbox INSERT and the COMMIT in one text: one
-                // hand-over to the writer's thread fewer per transaction
-                // that outboxes. Should the INSERT fail, the COMMIT does not
-                // run, and the transaction is rolled back as a dropped one is.
+                // statement call fewer per transaction that outboxes.
+                // Should the INSERT fail, the COMMIT does not run, and the
+                // transaction is rolled back as a dropped one is.
                 crate::outbox::write_rows(&mut writer, &outbox, Some("COMMIT")).await?;
                 writer.committed();
                 Ok(())
@@ -182,9 +183,9 @@ pub const MAX_ROWS_PER_STATEMENT: usize = 64;
 /// padding, rows its statement skips (`WHERE column1 IS NOT NULL`, say: both
 /// databases name a `VALUES` list's columns `column1`, `column2`, …).
 ///
-/// A batch written this way is one round trip instead of one per row, and
-/// on SQLite every round trip is a hand-over to the connection's thread
-/// while the database's one writer is held.
+/// A batch written this way is one round trip instead of one per row: on
+/// PostgreSQL one network round trip, on SQLite one statement while the
+/// database's one writer is held.
 pub fn padded_values(rows: usize, columns: usize) -> (String, usize) {
     let padded = rows.next_power_of_two();
     let values: Vec<String> = (0..padded)
@@ -210,7 +211,7 @@ pub fn values_columns(from: usize, to: usize) -> String {
 /// One text that runs `first`, then `then`, in one round trip: on
 /// PostgreSQL `first` is a writing `WITH` of `then` (it runs to completion
 /// whether or not `then` reads it), on SQLite the two are one text of two
-/// statements, which sqlx runs in one hand-over to the connection's thread.
+/// statements, run in one call.
 /// The rows are `then`'s. For two writes that go together unconditionally;
 /// a write guarded by another's outcome is written out where it is used.
 pub fn both_in_one_round_trip(kind: DbKind, first: &str, then: &str) -> String {
@@ -432,7 +433,7 @@ impl Db {
 
     /// Begins a transaction whose first statement is `first`, and returns
     /// `first`'s rows. On SQLite the `BEGIN` goes in the same text as
-    /// `first`, so the two are one hand-over to the writer's thread: for
+    /// `first`, so the two are one statement call: for
     /// a transaction that always opens with the same kind of statement (a
     /// consumer batch's inbox rows, [`crate::consumer`]). Should `first`
     /// fail, the transaction is rolled back like a dropped one.
@@ -500,7 +501,7 @@ pub(crate) fn install_drivers() {
 
 /// How a set of SQLite connections opens one more: `setup` is the pragmas
 /// it runs first; the page cache's size is added to them.
-fn open_sqlite(
+pub(crate) fn open_sqlite(
     options: AnyConnectOptions,
     setup: &'static str,
 ) -> crate::held::Open<AnyConnection> {

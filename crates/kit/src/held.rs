@@ -1,24 +1,23 @@
 //! SQLite connections that Kart holds itself, instead of sqlx's pool.
 //!
-//! On SQLite every statement is a hand-over to the connection's own thread
-//! and back, and `kart up`'s profile is mostly those hand-overs (thread
-//! switches, not SQLite's work). sqlx's pool adds two kinds per use:
+//! sqlx's pool was made for connections across a network. Used for SQLite
+//! it costs a statement per use and a wait:
 //!
 //! - It pings every connection it takes back, in a task of its own: one
-//!   more hand-over after every transaction and every read. Until that
+//!   more statement after every transaction and every read. Until that
 //!   ping is answered the connection is nobody's, so on a database's one
 //!   writer each transaction also waits for the last one's ping.
-//! - Its transactions' `BEGIN` and `COMMIT` are rendezvous: the
-//!   connection's thread sends the answer, then blocks until the task that
-//!   asked has been scheduled and acknowledged it.
+//! - Its transactions' `BEGIN` and `COMMIT` are rendezvous with the
+//!   connection (with sqlx's SQLite driver, with its thread).
 //!
 //! Here a connection goes back to its set when its [`Lease`] drops, with no
-//! round trip, and a transaction is plain `BEGIN` and `COMMIT` statements
+//! statement, and a transaction is plain `BEGIN` and `COMMIT` statements
 //! ([`crate::db::Tx`]). The ping is there to catch a connection left in a
-//! bad state by a query abandoned half-way. A SQLite connection's thread
-//! runs its commands in the order they were sent, so an abandoned query
-//! leaves at most an open transaction behind; the lease records that one
-//! is open, and whoever takes the connection next rolls it back first.
+//! bad state by a query abandoned half-way. A SQLite connection
+//! ([`crate::sqlite_inline`]) runs each statement whole once it has
+//! started, so an abandoned query leaves at most an open transaction
+//! behind; the lease records that one is open, and whoever takes the
+//! connection next rolls it back first.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -78,12 +77,6 @@ pub trait Connection: sqlx::Connection {
 }
 
 impl Connection for sqlx::AnyConnection {
-    fn run(&mut self, statement: &'static str) -> BoxFuture<'_, Result<(), sqlx::Error>> {
-        Box::pin(async move { sqlx::Executor::execute(self, statement).await.map(drop) })
-    }
-}
-
-impl Connection for sqlx::SqliteConnection {
     fn run(&mut self, statement: &'static str) -> BoxFuture<'_, Result<(), sqlx::Error>> {
         Box::pin(async move { sqlx::Executor::execute(self, statement).await.map(drop) })
     }
@@ -178,7 +171,7 @@ pub struct Lease<C> {
 }
 
 impl<C: Connection> Lease<C> {
-    /// Opens a transaction on the connection: a plain `BEGIN`, one hand-over.
+    /// Opens a transaction on the connection: a plain `BEGIN`.
     /// Left open when the lease drops, it is rolled back by the
     /// connection's next user.
     pub async fn begin(&mut self) -> Result<(), sqlx::Error> {
@@ -266,21 +259,22 @@ impl<C> Drop for Lease<C> {
 mod tests {
     use std::str::FromStr;
 
-    use sqlx::SqliteConnection;
-    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::AnyConnection;
+    use sqlx::any::AnyConnectOptions;
 
     use super::*;
 
     /// A set over an in-memory database: the tests below never hold two
     /// connections of it at once, and a connection kept in the set keeps
     /// its database.
-    fn connections(capacity: usize) -> Connections<SqliteConnection> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:").expect("a valid URL");
+    fn connections(capacity: usize) -> Connections<AnyConnection> {
+        crate::db::install_drivers();
+        let options = AnyConnectOptions::from_str("sqlite::memory:").expect("a valid URL");
         Connections::new(capacity, Duration::from_millis(200), connect_with(options))
     }
 
     /// A lease of a new set of one, with an empty table `t`.
-    async fn one_with_a_table() -> (Connections<SqliteConnection>, Lease<SqliteConnection>) {
+    async fn one_with_a_table() -> (Connections<AnyConnection>, Lease<AnyConnection>) {
         let set = connections(1);
         let mut lease = set.acquire().await.expect("a connection");
         lease
@@ -290,7 +284,7 @@ mod tests {
         (set, lease)
     }
 
-    async fn count(conn: &mut SqliteConnection) -> i64 {
+    async fn count(conn: &mut AnyConnection) -> i64 {
         sqlx::query_scalar("SELECT COUNT(*) FROM t")
             .fetch_one(conn)
             .await

@@ -72,8 +72,8 @@ pub struct OutboxRow {
 /// keep the order of `rows`.
 ///
 /// `then`, a statement without arguments, goes in the same text as the
-/// last INSERT, which only SQLite runs (in one hand-over to its
-/// connection's thread, [`crate::db::both_in_one_round_trip`]): there it is
+/// last INSERT, which only SQLite runs (in one call,
+/// [`crate::db::both_in_one_round_trip`]): there it is
 /// the transaction's `COMMIT`. It runs only if the INSERT succeeds.
 pub(crate) async fn write_rows(
     conn: &mut sqlx::AnyConnection,

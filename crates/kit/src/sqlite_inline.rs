@@ -630,8 +630,15 @@ impl FromStr for InlineSqliteOptions {
             }
         };
         let in_memory = path.is_empty() || path == ":memory:" || mode == "memory";
+        if in_memory {
+            return Ok(InlineSqliteOptions { path: None, flags });
+        }
+        // A URL carries a path with spaces or non-ASCII letters encoded.
+        let path = percent_encoding::percent_decode_str(path)
+            .decode_utf8()
+            .map_err(|e| sqlx::Error::Configuration(format!("SQLite path in {url}: {e}").into()))?;
         Ok(InlineSqliteOptions {
-            path: (!in_memory).then(|| path.to_owned()),
+            path: Some(path.into_owned()),
             flags,
         })
     }
@@ -1060,7 +1067,8 @@ mod tests {
     #[tokio::test]
     async fn a_file_is_created_only_when_the_mode_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("x.db");
+        // A space, which a URL carries as %20.
+        let path = dir.path().join("my data.db");
         let url = |mode: &str| format!("sqlite://{}?mode={mode}", path.display());
         crate::db::install_drivers();
         assert!(sqlx::AnyConnection::connect(&url("rw")).await.is_err());
@@ -1075,5 +1083,6 @@ mod tests {
         assert_eq!(count, 1);
         assert!(reader.execute("INSERT INTO t VALUES (2)").await.is_err());
         assert!(sqlx::AnyConnection::connect(&url("wat")).await.is_err());
+        assert!(path.exists(), "the file has the path's own name");
     }
 }

@@ -360,8 +360,8 @@ struct AfterTry<'a> {
 /// stored copy otherwise): the copy kept is the one that try sent.
 ///
 /// One round trip for both, as every try is two writes on the
-/// notifications writer, and on SQLite each statement is a hand-over to
-/// the connection's thread: PostgreSQL inserts the attempt in a writing
+/// notifications writer, and each statement is time it is held (on
+/// PostgreSQL, a network round trip too): PostgreSQL inserts the attempt in a writing
 /// `WITH` of the update, SQLite gets both as one text.
 async fn record_try(
     tx: &mut Tx,

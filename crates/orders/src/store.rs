@@ -405,7 +405,7 @@ pub async fn move_status(
     // is written only if the update matched. PostgreSQL: the entry is
     // inserted from the updated row, in one statement. SQLite has no
     // writing `WITH`, but the driver runs a text of several statements in
-    // one hand-over to the connection's thread, and `changes()` is the
+    // one call, and `changes()` is the
     // number of rows the update changed. The guard is a `HAVING`: the
     // `MAX` makes one row even where the `WHERE` leaves none.
     let update = format!(

@@ -17,8 +17,8 @@
 //! The newest records of each partition are also kept in memory (its
 //! tail), and a consumer reading inside it gets them from there. Every
 //! service's consumers read each record soon after it is written, and from
-//! SQLite each of those reads was a statement on the log's worker thread
-//! (about four per order) plus parsing the headers again; the file stays
+//! SQLite each of those reads was a statement handed to a connection's
+//! thread (about four per order) plus parsing the headers again; the file stays
 //! the log, and a consumer further behind, or one starting after a restart,
 //! reads it.
 
@@ -29,11 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyConnectOptions;
+use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 
-use crate::held::{Connections, connect_with};
+use crate::held::Connections;
 
 use super::{
     BusError, Delivery, EventBus, Headers, Record, Subscription, TopicInfo, TopicSpec,
@@ -65,8 +65,8 @@ struct Inner {
     /// transaction left open holds SQLite's lock until its connection's
     /// next user rolls it back, so writes all go to the one writer, whose
     /// next user is the next write.
-    writer: Connections<SqliteConnection>,
-    readers: Connections<SqliteConnection>,
+    writer: Connections<AnyConnection>,
+    readers: Connections<AnyConnection>,
     default_partitions: i32,
     /// Held from choosing a batch's offsets until they are written, so
     /// records are written in the order their offsets were handed out.
@@ -100,17 +100,28 @@ impl EmbeddedBus {
             std::fs::create_dir_all(parent)
                 .map_err(|e| BusError::Unreachable(format!("{}: {e}", parent.display())))?;
         }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(other)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .pragma("cache_size", crate::db::SQLITE_CACHE_SIZE);
+        // Kart's SQLite driver, as the services' databases use.
+        crate::db::install_drivers();
+        let options = AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
+            .map_err(other)?;
         let timeout = std::time::Duration::from_secs(5);
-        let writer = Connections::new(1, timeout, connect_with(options.clone()));
-        let readers =
-            Connections::new(3, timeout, connect_with(options.pragma("query_only", "ON")));
+        let writer = Connections::new(
+            1,
+            timeout,
+            crate::db::open_sqlite(
+                options.clone(),
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA busy_timeout = 5000;",
+            ),
+        );
+        let readers = Connections::new(
+            3,
+            timeout,
+            crate::db::open_sqlite(
+                options,
+                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
+            ),
+        );
         let unreachable =
             |e: sqlx::Error| BusError::Unreachable(format!("{}: {e}", path.display()));
         let mut conn = writer.acquire().await.map_err(unreachable)?;
@@ -310,8 +321,8 @@ impl Inner {
         }
         let mut conn = self.writer.acquire().await.map_err(other)?;
         conn.begin().await.map_err(other)?;
-        // Many rows per statement: a statement is a round trip to SQLite's
-        // worker thread, and a relay batch can hold hundreds of records.
+        // Many rows per statement: a relay batch can hold hundreds of
+        // records, and the log's one writer is held meanwhile.
         // Chunks are powers of two, so a few statement texts cover every
         // batch and stay in the connection's prepared-statement cache.
         let mut rest = placed.as_slice();
