@@ -46,9 +46,11 @@ use sqlx_core::ext::ustr::UStr;
 /// The driver [`crate::db::Db`] installs for `sqlite:` URLs.
 pub const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>();
 
-/// How many prepared statements a connection keeps. Kart's SQL is a fixed
-/// set of texts, with a few padded shapes of its multi-row inserts.
-const STATEMENT_CACHE_CAPACITY: usize = 256;
+/// How many prepared statements a connection keeps, as many as sqlx-sqlite
+/// keeps: Kart's SQL is a fixed set of texts, with a few padded shapes of
+/// its multi-row inserts, and every connection of every service has its
+/// own cache.
+const STATEMENT_CACHE_CAPACITY: usize = 100;
 
 /// The database type sqlx's driver registry needs. Reached only through
 /// `Any`.
@@ -1067,8 +1069,8 @@ mod tests {
     #[tokio::test]
     async fn a_file_is_created_only_when_the_mode_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        // A space, which a URL carries as %20.
-        let path = dir.path().join("my data.db");
+        // Letters a URL carries percent-encoded.
+        let path = dir.path().join("données.db");
         let url = |mode: &str| format!("sqlite://{}?mode={mode}", path.display());
         crate::db::install_drivers();
         assert!(sqlx::AnyConnection::connect(&url("rw")).await.is_err());
