@@ -267,51 +267,64 @@ async fn append_history(
 /// so three statements could see a status whose history entry committed
 /// after they read it, or the other way round.
 ///
-/// Each row is the order's columns and one part of it: a line (`part` 0)
-/// or a history entry (`part` 1), with the part's fields in generic
-/// columns; an order has at least one line and one history entry, but the
-/// outer join keeps the order if it had neither.
+/// The statement is three branches of a `UNION ALL`: the order's own row
+/// (its `kind` NULL), then one row per line (`kind` 0) and per history
+/// entry (`kind` 1), with the part's fields in generic columns and the
+/// order's columns NULL. No join and no `ORDER BY`, so SQLite streams the
+/// three index searches instead of building temporary tables (it did, for
+/// a join on a subquery, and that was most of this read's time); the parts
+/// are put in order here, by kind and number.
 pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, StoreError> {
+    let no_order_columns = ORDER_COLUMNS
+        .split(',')
+        .map(|_| "NULL")
+        .collect::<Vec<_>>()
+        .join(", ");
     let rows = sqlx::query(&format!(
-        "SELECT {ORDER_COLUMNS}, part.kind, part.text1, part.text2, part.text3, part.text4,
-                part.number1, part.number2
-         FROM orders LEFT JOIN (
-             SELECT order_id, CAST(0 AS BIGINT) AS kind, line_no AS seq_no,
-                    sku AS text1, name AS text2, '' AS text3, '' AS text4,
-                    quantity AS number1, unit_price_minor AS number2
-             FROM order_lines WHERE order_id = $1
-             UNION ALL
-             SELECT order_id, CAST(1 AS BIGINT), seq,
-                    from_status, to_status, cause, detail,
-                    at, CAST(0 AS BIGINT)
-             FROM order_history WHERE order_id = $1
-         ) part ON part.order_id = orders.id
-         WHERE orders.id = $1
-         ORDER BY part.kind, part.seq_no"
+        "SELECT {ORDER_COLUMNS}, NULL AS kind, NULL AS seq_no, NULL AS text1,
+                NULL AS text2, NULL AS text3, NULL AS text4,
+                NULL AS number1, NULL AS number2
+         FROM orders WHERE id = $1
+         UNION ALL
+         SELECT {no_order_columns}, CAST(0 AS BIGINT), line_no, sku, name, '', '',
+                quantity, unit_price_minor
+         FROM order_lines WHERE order_id = $1
+         UNION ALL
+         SELECT {no_order_columns}, CAST(1 AS BIGINT), seq, from_status, to_status,
+                cause, detail, at, CAST(0 AS BIGINT)
+         FROM order_history WHERE order_id = $1"
     ))
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    let Some(first) = rows.first() else {
-        return Ok(None);
-    };
-    let mut order = order_row(first)?;
+    let mut order = None;
+    let mut parts = Vec::with_capacity(rows.len());
     for row in &rows {
         match row.try_get::<Option<i64>, _>("kind")? {
-            None => {}
-            Some(0) => order.lines.push(Line {
+            None => order = Some(order_row(row)?),
+            Some(kind) => parts.push((kind, row.try_get::<i64, _>("seq_no")?, row)),
+        }
+    }
+    let Some(mut order) = order else {
+        return Ok(None);
+    };
+    parts.sort_by_key(|&(kind, seq_no, _)| (kind, seq_no));
+    for (kind, _, row) in parts {
+        if kind == 0 {
+            order.lines.push(Line {
                 sku: row.try_get("text1")?,
                 name: row.try_get("text2")?,
                 quantity: row.try_get("number1")?,
                 unit_price_minor: row.try_get("number2")?,
-            }),
-            Some(_) => order.history.push(Transition {
+            });
+        } else {
+            order.history.push(Transition {
                 from: row.try_get("text1")?,
                 to: row.try_get("text2")?,
                 cause: row.try_get("text3")?,
                 detail: row.try_get("text4")?,
                 at: row.try_get("number1")?,
-            }),
+            });
         }
     }
     Ok(Some(order))
