@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -45,6 +46,10 @@ use sqlx_core::ext::ustr::UStr;
 
 /// The driver [`crate::db::Db`] installs for `sqlite:` URLs.
 pub const DRIVER: AnyDriver = AnyDriver::without_migrate::<InlineSqlite>();
+
+/// A statement that runs this long is logged at warn: its tokio worker
+/// ran nothing else meanwhile. sqlx's drivers warn after one second.
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 
 /// How many prepared statements a connection keeps, as many as sqlx-sqlite
 /// keeps: Kart's SQL is a fixed set of texts, with a few padded shapes of
@@ -111,6 +116,18 @@ impl InlineSqliteConnection {
         arguments: &[AnyValueKind<'_>],
         limit: Option<usize>,
     ) -> Result<Vec<Either<AnyQueryResult, AnyRow>>, sqlx::Error> {
+        let started = Instant::now();
+        let result = self.run_unlogged(sql, arguments, limit);
+        log_statement(sql, started.elapsed(), &result);
+        result
+    }
+
+    fn run_unlogged(
+        &mut self,
+        sql: &str,
+        arguments: &[AnyValueKind<'_>],
+        limit: Option<usize>,
+    ) -> Result<Vec<Either<AnyQueryResult, AnyRow>>, sqlx::Error> {
         let mut out = Vec::new();
         let mut rows_seen = 0;
         let mut arguments_used = 0;
@@ -170,6 +187,37 @@ impl InlineSqliteConnection {
         }
         self.transaction_depth -= 1;
         Ok(())
+    }
+}
+
+/// Logs a statement as sqlx's drivers do, under the same target: every
+/// one at debug (`sqlx::query=debug` counts them), and at warn one that
+/// held its worker for longer than [`SLOW_STATEMENT`].
+fn log_statement(
+    sql: &str,
+    elapsed: Duration,
+    result: &Result<Vec<Either<AnyQueryResult, AnyRow>>, sqlx::Error>,
+) {
+    let slow = elapsed >= SLOW_STATEMENT;
+    if !slow && !tracing::enabled!(target: "sqlx::query", tracing::Level::DEBUG) {
+        return;
+    }
+    let summary: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    let summary = summary.chars().take(80).collect::<String>();
+    let (rows_returned, rows_affected) = match result {
+        Ok(results) => results
+            .iter()
+            .fold((0, 0), |(rows, affected), result| match result {
+                Either::Right(_) => (rows + 1, affected),
+                Either::Left(done) => (rows, affected + done.rows_affected),
+            }),
+        Err(_) => (0, 0),
+    };
+    let elapsed_secs = elapsed.as_secs_f64();
+    if slow {
+        tracing::warn!(target: "sqlx::query", summary, rows_returned, rows_affected, elapsed_secs, "slow statement");
+    } else {
+        tracing::debug!(target: "sqlx::query", summary, rows_returned, rows_affected, elapsed_secs);
     }
 }
 
@@ -661,7 +709,7 @@ impl sqlx::ConnectOptions for InlineSqliteOptions {
         self
     }
 
-    fn log_slow_statements(self, _level: log::LevelFilter, _duration: std::time::Duration) -> Self {
+    fn log_slow_statements(self, _level: log::LevelFilter, _duration: Duration) -> Self {
         self
     }
 }
@@ -1064,6 +1112,55 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(names, ["kept"]);
+    }
+
+    /// What a subscriber at `filter` prints while `work` runs.
+    fn logged(filter: &str, work: impl FnOnce()) -> String {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let writer = std::sync::Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(move || SharedBuffer(std::sync::Arc::clone(&writer)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, work);
+        let bytes = buffer.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn statements_are_logged_as_sqlx_logs_them() {
+        let options: super::InlineSqliteOptions = "sqlite::memory:".parse().unwrap();
+        let mut conn = super::InlineSqliteConnection::open(&options).unwrap();
+        let debug = logged("sqlx::query=debug", || {
+            conn.run_text("CREATE TABLE t (n INTEGER);\n  INSERT INTO t VALUES (1), (2)")
+                .unwrap();
+        });
+        assert!(
+            debug.contains("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2)"),
+            "{debug}"
+        );
+        assert!(debug.contains("rows_affected=2"), "{debug}");
+        let warn_only = logged("sqlx=warn", || {
+            conn.run_text("SELECT n FROM t").unwrap();
+        });
+        assert!(
+            warn_only.is_empty(),
+            "a quick statement is not a warning: {warn_only}"
+        );
     }
 
     #[tokio::test]
