@@ -334,36 +334,12 @@ impl Db {
                     .map_err(connect_error)?,
             ),
             DbKind::Sqlite => {
-                let writer = Connections::new(
-                    1,
-                    timeout,
-                    open_sqlite(
-                        options.clone(),
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-                    ),
-                );
-                // Open it now: a bad path or a locked file is a start-up
-                // error, not the first request's.
-                drop(writer.acquire().await.map_err(connect_error)?);
                 let in_memory =
                     connect_url.contains(":memory:") || connect_url.contains("mode=memory");
-                let readers = if in_memory {
-                    // Every connection to an in-memory SQLite database opens
-                    // a new, empty one: reads must share the writer's.
-                    writer.clone()
-                } else {
-                    // Opened on first use, after the writer has created the
-                    // file and run the migrations.
-                    Connections::new(
-                        SQLITE_READERS,
-                        timeout,
-                        open_sqlite(
-                            options,
-                            "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
-                        ),
-                    )
-                };
+                let (writer, readers) =
+                    sqlite_connections(options, in_memory, SQLITE_READERS, timeout)
+                        .await
+                        .map_err(connect_error)?;
                 Store::Sqlite { writer, readers }
             }
         };
@@ -499,9 +475,48 @@ pub(crate) fn install_drivers() {
     });
 }
 
+/// A SQLite database's one writer and up to `readers` query-only
+/// connections, for a service's database and the embedded event log alike.
+/// The writer is opened now, so a bad path or a locked file is a start-up
+/// error, not the first request's; the readers on first use, after the
+/// writer has created the file and run the migrations. An in-memory
+/// database has no readers of its own: every connection to one opens a new,
+/// empty database, so reads share the writer.
+pub(crate) async fn sqlite_connections(
+    options: AnyConnectOptions,
+    in_memory: bool,
+    readers: usize,
+    acquire_timeout: Duration,
+) -> Result<(Connections<AnyConnection>, Connections<AnyConnection>), sqlx::Error> {
+    install_drivers();
+    let writer = Connections::new(
+        1,
+        acquire_timeout,
+        open_sqlite(
+            options.clone(),
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+        ),
+    );
+    drop(writer.acquire().await?);
+    let readers = if in_memory {
+        writer.clone()
+    } else {
+        Connections::new(
+            readers,
+            acquire_timeout,
+            open_sqlite(
+                options,
+                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
+            ),
+        )
+    };
+    Ok((writer, readers))
+}
+
 /// How a set of SQLite connections opens one more: `setup` is the pragmas
 /// it runs first; the page cache's size is added to them.
-pub(crate) fn open_sqlite(
+fn open_sqlite(
     options: AnyConnectOptions,
     setup: &'static str,
 ) -> crate::held::Open<AnyConnection> {
@@ -527,8 +542,14 @@ pub fn now_millis() -> i64 {
 }
 
 fn sqlite_path(url: &str) -> String {
+    split_sqlite_url(url).0.to_owned()
+}
+
+/// A `sqlite:` URL's path (as written, percent-encoding and all) and its
+/// query: `sqlite://data/x.db?mode=rwc` → (`data/x.db`, `mode=rwc`).
+pub(crate) fn split_sqlite_url(url: &str) -> (&str, &str) {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    rest.split('?').next().unwrap_or_default().to_owned()
+    rest.split_once('?').unwrap_or((rest, ""))
 }
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.

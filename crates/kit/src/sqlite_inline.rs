@@ -658,11 +658,12 @@ impl FromStr for InlineSqliteOptions {
     type Err = sqlx::Error;
 
     fn from_str(url: &str) -> Result<Self, sqlx::Error> {
-        let rest = url.strip_prefix("sqlite:").ok_or_else(|| {
-            sqlx::Error::Configuration(format!("not a sqlite: URL: {url}").into())
-        })?;
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        if !url.starts_with("sqlite:") {
+            return Err(sqlx::Error::Configuration(
+                format!("not a sqlite: URL: {url}").into(),
+            ));
+        }
+        let (path, query) = crate::db::split_sqlite_url(url);
         let mode = query
             .split('&')
             .find_map(|pair| pair.strip_prefix("mode="))
@@ -1116,29 +1117,15 @@ mod tests {
 
     /// What a subscriber at `filter` prints while `work` runs.
     fn logged(filter: &str, work: impl FnOnce()) -> String {
-        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-        let writer = std::sync::Arc::clone(&buffer);
+        let capture = crate::testing::LogCapture::default();
+        let writer = capture.clone();
         let subscriber = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_ansi(false)
-            .with_writer(move || SharedBuffer(std::sync::Arc::clone(&writer)))
+            .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, work);
-        let bytes = buffer.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
-    }
-
-    struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for SharedBuffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        capture.text()
     }
 
     #[test]

@@ -275,28 +275,32 @@ async fn append_history(
 /// a join on a subquery, and that was most of this read's time); the parts
 /// are put in order here, by kind and number.
 pub async fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Order>, StoreError> {
-    let no_order_columns = ORDER_COLUMNS
-        .split(',')
-        .map(|_| "NULL")
-        .collect::<Vec<_>>()
-        .join(", ");
-    let rows = sqlx::query(&format!(
-        "SELECT {ORDER_COLUMNS}, NULL AS kind, NULL AS seq_no, NULL AS text1,
-                NULL AS text2, NULL AS text3, NULL AS text4,
-                NULL AS number1, NULL AS number2
-         FROM orders WHERE id = $1
-         UNION ALL
-         SELECT {no_order_columns}, CAST(0 AS BIGINT), line_no, sku, name, '', '',
-                quantity, unit_price_minor
-         FROM order_lines WHERE order_id = $1
-         UNION ALL
-         SELECT {no_order_columns}, CAST(1 AS BIGINT), seq, from_status, to_status,
-                cause, detail, at, CAST(0 AS BIGINT)
-         FROM order_history WHERE order_id = $1"
-    ))
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
+    // Built once: the text is the same for every order.
+    static BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let no_order_columns = ORDER_COLUMNS
+            .split(',')
+            .map(|_| "NULL")
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {ORDER_COLUMNS}, NULL AS kind, NULL AS seq_no, NULL AS text1,
+                    NULL AS text2, NULL AS text3, NULL AS text4,
+                    NULL AS number1, NULL AS number2
+             FROM orders WHERE id = $1
+             UNION ALL
+             SELECT {no_order_columns}, CAST(0 AS BIGINT), line_no, sku, name, '', '',
+                    quantity, unit_price_minor
+             FROM order_lines WHERE order_id = $1
+             UNION ALL
+             SELECT {no_order_columns}, CAST(1 AS BIGINT), seq, from_status, to_status,
+                    cause, detail, at, CAST(0 AS BIGINT)
+             FROM order_history WHERE order_id = $1"
+        )
+    });
+    let rows = sqlx::query(BY_ID.as_str())
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut order = None;
     let mut parts = Vec::with_capacity(rows.len());
     for row in &rows {

@@ -1,8 +1,7 @@
 //! Starting a whole Kart for a test, and speaking to its gateway.
 
-use std::sync::{Arc, Mutex};
-
 use kit::config::{Mode, Settings};
+use kit::testing::LogCapture;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -23,20 +22,6 @@ pub struct TestApp {
     pub system: Option<kart::System>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
-}
-
-/// Everything the services logged, for tests that check what is never logged.
-#[derive(Clone, Default)]
-pub struct LogCapture(pub Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Captures this test process's logs, at debug level (more than production).

@@ -264,7 +264,7 @@ pub async fn a_card_number_or_cvc_reaches_no_table_and_no_log(app: &TestApp) {
             "a CVC is stored: {text}"
         );
     }
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(logged.contains("card tokenised"), "the logs were captured");
     assert!(
         !logged.contains(number)

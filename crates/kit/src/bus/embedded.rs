@@ -100,30 +100,14 @@ impl EmbeddedBus {
             std::fs::create_dir_all(parent)
                 .map_err(|e| BusError::Unreachable(format!("{}: {e}", parent.display())))?;
         }
-        // Kart's SQLite driver, as the services' databases use.
-        crate::db::install_drivers();
         let options = AnyConnectOptions::from_str(&format!("sqlite://{}?mode=rwc", path.display()))
             .map_err(other)?;
-        let timeout = std::time::Duration::from_secs(5);
-        let writer = Connections::new(
-            1,
-            timeout,
-            crate::db::open_sqlite(
-                options.clone(),
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA busy_timeout = 5000;",
-            ),
-        );
-        let readers = Connections::new(
-            3,
-            timeout,
-            crate::db::open_sqlite(
-                options,
-                "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
-            ),
-        );
         let unreachable =
             |e: sqlx::Error| BusError::Unreachable(format!("{}: {e}", path.display()));
+        let (writer, readers) =
+            crate::db::sqlite_connections(options, false, 3, std::time::Duration::from_secs(5))
+                .await
+                .map_err(unreachable)?;
         let mut conn = writer.acquire().await.map_err(unreachable)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS topics (
