@@ -45,6 +45,18 @@ impl Migration {
         }
     }
 
+    /// A migration only SQLite needs: a storage choice PostgreSQL does not
+    /// offer (a table `WITHOUT ROWID`, say). On PostgreSQL it is recorded as
+    /// applied and runs nothing, so both databases share one version list.
+    pub const fn sqlite_only(version: i64, name: &'static str, sqlite: &'static str) -> Migration {
+        Migration {
+            version,
+            name,
+            postgres: "",
+            sqlite,
+        }
+    }
+
     fn sql(&self, kind: DbKind) -> &'static str {
         match kind {
             DbKind::Postgres => self.postgres,
@@ -119,15 +131,17 @@ pub async fn run(db: &Db, scope: &str, migrations: &[Migration]) -> Result<usize
             }
             None => {}
         }
-        sqlx::raw_sql(sql)
-            .execute(&mut *tx)
-            .await
-            .map_err(|source| MigrateError::Failed {
-                scope: scope.to_owned(),
-                version: migration.version,
-                name: migration.name.to_owned(),
-                source,
-            })?;
+        if !sql.is_empty() {
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|source| MigrateError::Failed {
+                    scope: scope.to_owned(),
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                    source,
+                })?;
+        }
         sqlx::query(
             "INSERT INTO kart_migrations (scope, version, name, checksum, applied_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -159,4 +173,69 @@ fn checksum(sql: &str) -> String {
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::KIT_MIGRATIONS;
+
+    /// A database made before the inbox and positions were keyed tables
+    /// keeps every row through the rebuild.
+    #[tokio::test]
+    async fn the_inbox_and_positions_keep_their_rows_when_rebuilt_without_rowid() {
+        let db = crate::db::in_memory().await;
+        let before_rebuild: Vec<Migration> = KIT_MIGRATIONS
+            .iter()
+            .copied()
+            .filter(|m| m.version < 4)
+            .collect();
+        run(&db, "kit", &before_rebuild).await.expect("migrates");
+        sqlx::raw_sql(
+            "INSERT INTO kart_inbox VALUES ('saga', 'evt_1', 10), ('saga', 'evt_2', 11);
+             INSERT INTO kart_consumer_offsets VALUES ('saga', 'order.events', 3, 42, 12);",
+        )
+        .execute(&mut *db.write().await.expect("the writer"))
+        .await
+        .expect("rows written");
+
+        assert_eq!(run(&db, "kit", KIT_MIGRATIONS).await.expect("migrates"), 1);
+
+        let mut conn = db.read().await.expect("a reader");
+        let inbox: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT * FROM kart_inbox ORDER BY event_id")
+                .fetch_all(&mut *conn)
+                .await
+                .expect("reads");
+        assert_eq!(
+            inbox,
+            vec![
+                ("saga".to_owned(), "evt_1".to_owned(), 10),
+                ("saga".to_owned(), "evt_2".to_owned(), 11)
+            ]
+        );
+        let offsets: Vec<(String, String, i64, i64, i64)> =
+            sqlx::query_as("SELECT * FROM kart_consumer_offsets")
+                .fetch_all(&mut *conn)
+                .await
+                .expect("reads");
+        assert_eq!(
+            offsets,
+            vec![("saga".to_owned(), "order.events".to_owned(), 3, 42, 12)]
+        );
+        let keyed: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE sql LIKE '%WITHOUT ROWID' ORDER BY name",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .expect("reads the schema");
+        assert_eq!(keyed, vec!["kart_consumer_offsets", "kart_inbox"]);
+        drop(conn);
+
+        // The primary key still refuses a second copy of an event.
+        let again = sqlx::query("INSERT INTO kart_inbox VALUES ('saga', 'evt_1', 13)")
+            .execute(&mut *db.write().await.expect("the writer"))
+            .await;
+        assert!(again.is_err_and(|e| crate::db::is_unique_violation(&e)));
+    }
 }

@@ -52,6 +52,11 @@ pub const KIT_MIGRATIONS: &[Migration] = &[
         "consumer_broker_groups",
         include_str!("../migrations/0003_consumer_broker_groups.sql"),
     ),
+    Migration::sqlite_only(
+        4,
+        "keyed_tables",
+        include_str!("../migrations/0004_keyed_tables.sqlite.sql"),
+    ),
 ];
 
 /// What a service gets to build itself with.

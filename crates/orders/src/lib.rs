@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         "checkout",
         include_str!("../migrations/0002_checkout.sql"),
     ),
+    Migration::sqlite_only(
+        3,
+        "keyed_lines",
+        include_str!("../migrations/0003_keyed_lines.sqlite.sql"),
+    ),
 ];
 
 /// The orders service, and where it finds the services it asks: the
