@@ -27,7 +27,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Once;
+use std::sync::{Arc, LazyLock, Once};
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -37,6 +37,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Executor};
 
 use crate::config::DatabaseSettings;
 use crate::held::{Connections, Lease};
+use crate::sqlite_inline::{BACKSTOP_WAL_PAGES, Checkpointer};
 
 pub use sqlx::Any;
 
@@ -245,6 +246,7 @@ enum Store {
         /// Read-only connections, or `writer` again for an in-memory
         /// database.
         readers: Connections<AnyConnection>,
+        _checkpointer: Option<Arc<Checkpointer>>,
     },
 }
 
@@ -336,11 +338,18 @@ impl Db {
             DbKind::Sqlite => {
                 let in_memory =
                     connect_url.contains(":memory:") || connect_url.contains("mode=memory");
-                let (writer, readers) =
-                    sqlite_connections(options, in_memory, SQLITE_READERS, timeout)
-                        .await
-                        .map_err(connect_error)?;
-                Store::Sqlite { writer, readers }
+                let SqliteConnections {
+                    writer,
+                    readers,
+                    checkpointer,
+                } = sqlite_connections(options, in_memory, SQLITE_READERS, timeout)
+                    .await
+                    .map_err(connect_error)?;
+                Store::Sqlite {
+                    writer,
+                    readers,
+                    _checkpointer: checkpointer,
+                }
             }
         };
         Ok(Db {
@@ -452,7 +461,9 @@ impl Db {
     pub async fn close(&self) {
         match &self.connections {
             Store::Postgres(pool) => pool.close().await,
-            Store::Sqlite { writer, readers } => {
+            Store::Sqlite {
+                writer, readers, ..
+            } => {
                 readers.close().await;
                 writer.close().await;
             }
@@ -475,6 +486,16 @@ pub(crate) fn install_drivers() {
     });
 }
 
+/// A SQLite database's one writer, its query-only readers, and the thread
+/// that checkpoints its WAL.
+pub(crate) struct SqliteConnections {
+    pub(crate) writer: Connections<AnyConnection>,
+    /// Read-only connections, or `writer` again for an in-memory database.
+    pub(crate) readers: Connections<AnyConnection>,
+    /// Kept while any handle to the database is: `None` in memory.
+    pub(crate) checkpointer: Option<Arc<Checkpointer>>,
+}
+
 /// A SQLite database's one writer and up to `readers` query-only
 /// connections, for a service's database and the embedded event log alike.
 /// The writer is opened now, so a bad path or a locked file is a start-up
@@ -487,18 +508,15 @@ pub(crate) async fn sqlite_connections(
     in_memory: bool,
     readers: usize,
     acquire_timeout: Duration,
-) -> Result<(Connections<AnyConnection>, Connections<AnyConnection>), sqlx::Error> {
+) -> Result<SqliteConnections, sqlx::Error> {
     install_drivers();
     let writer = Connections::new(
         1,
         acquire_timeout,
-        open_sqlite(
-            options.clone(),
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-             PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
-        ),
+        open_sqlite(options.clone(), WRITER_SETUP.as_str()),
     );
     drop(writer.acquire().await?);
+    let checkpointer = Checkpointer::start(&options)?.map(Arc::new);
     let readers = if in_memory {
         writer.clone()
     } else {
@@ -511,8 +529,22 @@ pub(crate) async fn sqlite_connections(
             ),
         )
     };
-    Ok((writer, readers))
+    Ok(SqliteConnections {
+        writer,
+        readers,
+        checkpointer,
+    })
 }
+
+/// The writer's pragmas. Its automatic checkpoint is only a backstop: the
+/// [`Checkpointer`] copies the WAL back off the tokio workers.
+static WRITER_SETUP: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+         PRAGMA wal_autocheckpoint = {BACKSTOP_WAL_PAGES};"
+    )
+});
 
 /// How a set of SQLite connections opens one more: `setup` is the pragmas
 /// it runs first; the page cache's size is added to them.
@@ -680,6 +712,46 @@ mod tests {
             .await
             .expect("reads");
         assert_eq!(stored, vec![2]);
+    }
+
+    /// The writer's own checkpoint waits for a WAL of
+    /// [`BACKSTOP_WAL_PAGES`]; far fewer pages reach the database's file
+    /// only if the checkpointer copies them there.
+    #[tokio::test]
+    async fn a_file_database_is_checkpointed_by_its_own_thread() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let db = crate::testing::sqlite_db(dir.path()).await;
+        let file = std::fs::read_dir(dir.path())
+            .expect("lists the directory")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .find(|path| path.extension().is_some_and(|e| e == "db"))
+            .expect("the database's file");
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .execute(&mut *db.write().await.expect("the writer"))
+            .await
+            .expect("creates");
+        // About 300 pages of rows, in commits of their own.
+        for n in 0..300 {
+            sqlx::query("INSERT INTO t VALUES ($1, $2)")
+                .bind(n)
+                .bind("x".repeat(3000))
+                .execute(&mut *db.write().await.expect("the writer"))
+                .await
+                .expect("inserts");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let size = std::fs::metadata(&file).expect("the file's size").len();
+            if size >= 300 * 3000 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the database's file is still {size} bytes: nothing checkpointed the WAL"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     #[tokio::test]

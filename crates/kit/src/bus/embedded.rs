@@ -67,6 +67,8 @@ struct Inner {
     /// next user is the next write.
     writer: Connections<AnyConnection>,
     readers: Connections<AnyConnection>,
+    /// Copies the log's WAL back while the log is open.
+    _checkpointer: Option<Arc<crate::sqlite_inline::Checkpointer>>,
     default_partitions: i32,
     /// Held from choosing a batch's offsets until they are written, so
     /// records are written in the order their offsets were handed out.
@@ -104,10 +106,13 @@ impl EmbeddedBus {
             .map_err(other)?;
         let unreachable =
             |e: sqlx::Error| BusError::Unreachable(format!("{}: {e}", path.display()));
-        let (writer, readers) =
-            crate::db::sqlite_connections(options, false, 3, std::time::Duration::from_secs(5))
-                .await
-                .map_err(unreachable)?;
+        let crate::db::SqliteConnections {
+            writer,
+            readers,
+            checkpointer,
+        } = crate::db::sqlite_connections(options, false, 3, std::time::Duration::from_secs(5))
+            .await
+            .map_err(unreachable)?;
         let mut conn = writer.acquire().await.map_err(unreachable)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS topics (
@@ -171,6 +176,7 @@ impl EmbeddedBus {
             inner: Arc::new(Inner {
                 writer,
                 readers,
+                _checkpointer: checkpointer,
                 default_partitions: default_partitions.max(1),
                 write: tokio::sync::Mutex::new(()),
                 topics: Mutex::new(topics),
