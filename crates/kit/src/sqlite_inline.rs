@@ -187,14 +187,20 @@ impl InlineSqliteConnection {
                 unknown => unknown.insert(parameters(&statement)?),
             };
             arguments_used += bind(&mut statement, parameters, arguments, arguments_used)?;
-            // A schema change can give `SELECT *` other columns: the names
-            // are compared, which costs no allocation.
-            let columns = match &mut shape.columns {
-                Some(columns) if columns.match_statement(&statement) => columns,
-                slot => slot.insert(columns(&statement)?),
-            };
             let mut rows = statement.raw_query();
+            let mut columns_checked = false;
             while let Some(row) = rows.next().map_err(database_error)? {
+                // A schema change can give `SELECT *` other columns, which
+                // SQLite sees only once the statement steps (it prepares it
+                // again then): so the kept names are compared with the
+                // first row's statement, which costs no allocation.
+                let columns = match &mut shape.columns {
+                    Some(columns) if columns_checked || columns.match_statement(row.as_ref()) => {
+                        columns
+                    }
+                    slot => slot.insert(columns(row.as_ref())?),
+                };
+                columns_checked = true;
                 out.push(Either::Right(any_row(row, columns)?));
                 rows_seen += 1;
                 if limit.is_some_and(|limit| rows_seen >= limit) {

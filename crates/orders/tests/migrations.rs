@@ -38,7 +38,7 @@ async fn an_order_stored_before_the_keyed_tables_reads_back_whole() {
     );
 
     let mut conn = db.read().await.unwrap();
-    let order = orders::store::by_id(&mut *conn, "ord_1")
+    let order = orders::store::by_id(&mut conn, "ord_1")
         .await
         .unwrap()
         .expect("the order is still there");
