@@ -856,14 +856,10 @@ impl Checkpointer {
     /// in-memory database, which has no WAL.
     pub(crate) fn start(options: &AnyConnectOptions) -> Result<Option<Checkpointer>, sqlx::Error> {
         let options = InlineSqliteOptions::try_from(options)?;
-        let Some(path) = options.path else {
+        let Some(path) = options.path.clone() else {
             return Ok(None);
         };
-        let conn = rusqlite::Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(database_error)?;
+        let conn = InlineSqliteConnection::open(&options)?.conn;
         // The checkpoint reads WAL frames and writes database pages without
         // the page cache; `NORMAL` syncs the WAL before it copies and the
         // file after, which is what makes the copy safe to rely on.
