@@ -9,14 +9,13 @@
 //! the handler's transaction, and only as a hint (see [`crate::consumer`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -35,7 +34,7 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct KafkaBus {
     brokers: String,
-    producer: FutureProducer,
+    producer: FutureProducer<ClientLog>,
     replication_factor: i32,
     default_partitions: i32,
     /// Put before every topic and group name on the broker; see
@@ -82,8 +81,9 @@ impl KafkaBus {
             // Without idempotence, retries could reorder batches in flight.
             config.set("max.in.flight.requests.per.connection", "1");
         }
-        let producer: FutureProducer = config
-            .create()
+        let log = ClientLog::quiet();
+        let producer: FutureProducer<ClientLog> = config
+            .create_with_context(log.clone())
             .map_err(|e| BusError::Unreachable(e.to_string()))?;
         let bus = KafkaBus {
             brokers: settings.brokers.clone(),
@@ -96,6 +96,7 @@ impl KafkaBus {
             fetch_wait_ms: settings.fetch_wait_ms,
         };
         bus.ping().await?;
+        log.speak();
         Ok(bus)
     }
 
@@ -130,9 +131,9 @@ impl KafkaBus {
         }
     }
 
-    fn admin(&self) -> Result<AdminClient<DefaultClientContext>, BusError> {
+    fn admin(&self) -> Result<AdminClient<ClientLog>, BusError> {
         base_config(&self.brokers)
-            .create()
+            .create_with_context(ClientLog::speaking())
             .map_err(|e| BusError::Unreachable(e.to_string()))
     }
 }
@@ -259,6 +260,7 @@ impl EventBus for KafkaBus {
         let generation = Arc::new(AtomicU64::new(0));
         let context = GroupContext {
             generation: Arc::clone(&generation),
+            log: ClientLog::speaking(),
         };
         let mut config = base_config(&self.brokers);
         config
@@ -345,12 +347,80 @@ impl EventBus for KafkaBus {
     }
 }
 
+/// Sends librdkafka's own log and errors (a broker refusing connections, a
+/// lost group coordinator) to the service's log, as events with target
+/// `librdkafka`. rdkafka's default context writes them through the `log`
+/// crate, which nothing here listens to: a service that only produces said
+/// nothing while its broker was down. `base_config` asks for errors only.
+///
+/// The producer's stays quiet until the broker has answered once:
+/// [`KafkaBus::connect`] reports an unreachable broker as its own error,
+/// and a service that cannot start says so in one line.
+#[derive(Clone)]
+struct ClientLog {
+    speaking: Arc<AtomicBool>,
+}
+
+impl ClientLog {
+    fn speaking() -> ClientLog {
+        ClientLog {
+            speaking: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    fn quiet() -> ClientLog {
+        ClientLog {
+            speaking: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn speak(&self) {
+        self.speaking.store(true, Ordering::Relaxed);
+    }
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        if !self.speaking.load(Ordering::Relaxed) {
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}");
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}");
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.speaking.load(Ordering::Relaxed) {
+            tracing::error!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+}
+
 /// Counts rebalances so the consumer runner knows to drop cached positions.
 struct GroupContext {
     generation: Arc<AtomicU64>,
+    log: ClientLog,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        self.log.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -449,5 +519,63 @@ impl Subscription for KafkaSubscription {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use rdkafka::ClientContext;
+    use rdkafka::config::RDKafkaLogLevel;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+
+    use super::ClientLog;
+
+    /// The target and level of every event.
+    #[derive(Clone, Default)]
+    struct Seen(Arc<Mutex<Vec<(String, tracing::Level)>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Seen {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let metadata = event.metadata();
+            if let Ok(mut seen) = self.0.lock() {
+                seen.push((metadata.target().to_owned(), *metadata.level()));
+            }
+        }
+    }
+
+    #[test]
+    fn librdkafka_speaks_in_the_log_once_the_broker_has_answered() {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(seen.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let log = ClientLog::quiet();
+            let refused = "127.0.0.1:1/bootstrap: Connect failed: Connection refused";
+            log.log(RDKafkaLogLevel::Error, "FAIL", refused);
+            log.error(rdkafka::error::KafkaError::Canceled, refused);
+            assert!(
+                seen.0.lock().unwrap().is_empty(),
+                "quiet before the broker answers"
+            );
+
+            log.speak();
+            log.log(RDKafkaLogLevel::Error, "FAIL", refused);
+            log.log(RDKafkaLogLevel::Warning, "CONFWARN", "a warning");
+            log.error(rdkafka::error::KafkaError::Canceled, refused);
+            ClientLog::speaking().log(RDKafkaLogLevel::Error, "FAIL", refused);
+        });
+        let seen = seen.0.lock().unwrap();
+        let librdkafka = |level| ("librdkafka".to_owned(), level);
+        assert_eq!(
+            *seen,
+            vec![
+                librdkafka(tracing::Level::ERROR),
+                librdkafka(tracing::Level::WARN),
+                librdkafka(tracing::Level::ERROR),
+                librdkafka(tracing::Level::ERROR),
+            ]
+        );
     }
 }
