@@ -67,11 +67,10 @@ pub fn init(
     };
     let filter = EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| EnvFilter::new("info"))
-        // sqlx and rdkafka are chatty at info; their warnings still show.
-        // librdkafka's own log comes at target `librdkafka`, errors only
+        // sqlx is chatty at info; its warnings still show. librdkafka's own
+        // log comes at target `librdkafka`, errors only
         // (`bus::kafka::ClientLog`).
-        .add_directive("sqlx=warn".parse().unwrap_or_default())
-        .add_directive("rdkafka=warn".parse().unwrap_or_default());
+        .add_directive("sqlx=warn".parse().unwrap_or_default());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let logs = match settings.log_format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
