@@ -17,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod broker;
+mod joining;
 mod support;
 
 use std::collections::HashMap;
