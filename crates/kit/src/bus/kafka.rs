@@ -138,12 +138,18 @@ impl KafkaBus {
     }
 }
 
+/// Every client's settings: errors only from librdkafka's log. The level
+/// is said twice because librdkafka takes `log_level` while the client is
+/// made, and rdkafka then sets the client's level again from its own
+/// [`ClientConfig::set_log_level`], which it would otherwise derive from
+/// the `log` crate's global level.
 fn base_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("socket.timeout.ms", "10000")
-        .set("log_level", "3");
+        .set("log_level", "3")
+        .set_log_level(RDKafkaLogLevel::Error);
     config
 }
 
