@@ -387,6 +387,7 @@ mod tests {
             user_id: "usr_1".into(),
             total: money(9_999),
             paid_at: at + chrono::Duration::seconds(1),
+            change: None,
         };
         let events = [
             paid.to_cloud_event("/kart/test", None),

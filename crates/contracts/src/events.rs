@@ -163,6 +163,45 @@ event!(
     |e| e.order_id
 );
 
+/// What one step did to an order, as the order's history and its money
+/// stand after it. An order's status events carry it so that a reader
+/// holding the order as it was (the gateway's live status stream) can bring
+/// its copy up to date without asking the orders service again: the step
+/// is the history entry `seq`, and a copy whose history ends at `seq - 1`
+/// is current once it appends the entry and takes the money and failure
+/// code given here. A copy that ends anywhere else missed a step (history
+/// notes, a refund confirmed, carry no event) and must read the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderChangeV1 {
+    /// The history entry's number: 1 is the order's creation, and every
+    /// entry after it, status change or note, is the next number.
+    pub seq: u64,
+    pub from_status: String,
+    pub to_status: String,
+    /// Stable, as in the order's history (`stock_reserved`, ...).
+    pub cause: String,
+    pub detail: String,
+    /// When the step happened; the order's `updated_at` after it.
+    pub at: DateTime<Utc>,
+    /// Why the order failed; empty unless it has.
+    pub failure_code: String,
+    pub captured: Money,
+    pub refunded: Money,
+    pub refund_pending: Money,
+}
+
+/// The [`OrderChangeV1`] an order event's payload carries under `change`,
+/// whatever the event's type; `None` for one without it (a refund request,
+/// or an event from before the field existed).
+pub fn carried_order_change(payload: &[u8]) -> Option<OrderChangeV1> {
+    #[derive(Deserialize)]
+    struct Carrier {
+        #[serde(default)]
+        change: Option<OrderChangeV1>,
+    }
+    serde_json::from_slice::<Carrier>(payload).ok()?.change
+}
+
 /// Stock is reserved (`RESERVED`); the order asks for payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderPaymentRequestedV1 {
@@ -170,6 +209,9 @@ pub struct OrderPaymentRequestedV1 {
     pub user_id: String,
     pub amount: Money,
     pub payment: PaymentChoiceV1,
+    /// The step, for readers that keep a copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
 }
 event!(
     OrderPaymentRequestedV1,
@@ -185,6 +227,9 @@ pub struct OrderPaidV1 {
     pub user_id: String,
     pub total: Money,
     pub paid_at: DateTime<Utc>,
+    /// The step, for readers that keep a copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
 }
 event!(
     OrderPaidV1,
@@ -200,6 +245,9 @@ pub struct OrderCancelledV1 {
     pub user_id: String,
     pub reason: String,
     pub cancelled_at: DateTime<Utc>,
+    /// The step, for readers that keep a copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
 }
 event!(
     OrderCancelledV1,
@@ -217,6 +265,9 @@ pub struct OrderFailedV1 {
     pub code: String,
     pub reason: String,
     pub failed_at: DateTime<Utc>,
+    /// The step, for readers that keep a copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
 }
 event!(
     OrderFailedV1,
@@ -231,6 +282,9 @@ pub struct OrderFulfilledV1 {
     pub order_id: String,
     pub user_id: String,
     pub fulfilled_at: DateTime<Utc>,
+    /// The step, for readers that keep a copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
 }
 event!(
     OrderFulfilledV1,
@@ -452,6 +506,43 @@ mod tests {
             Some(trace.trace_id())
         );
         assert_eq!(OrderCreatedV1::decode(&event).unwrap(), created);
+    }
+
+    #[test]
+    fn the_step_an_order_event_carries_is_read_whatever_its_type() {
+        let step = OrderChangeV1 {
+            seq: 3,
+            from_status: "RESERVED".into(),
+            to_status: "PAID".into(),
+            cause: "payment_captured".into(),
+            detail: String::new(),
+            at: Utc::now(),
+            failure_code: String::new(),
+            captured: eur(900),
+            refunded: eur(0),
+            refund_pending: eur(0),
+        };
+        let paid = OrderPaidV1 {
+            order_id: "ord_1".into(),
+            user_id: "usr_1".into(),
+            total: eur(900),
+            paid_at: step.at,
+            change: Some(step.clone()),
+        };
+        let event = paid.to_cloud_event("/kart/orders", None);
+        assert_eq!(carried_order_change(&event.data), Some(step));
+        assert_eq!(OrderPaidV1::decode(&event).unwrap(), paid);
+
+        // Without a step (an older event, a refund request): none, and the
+        // field is left out of the payload rather than written as null.
+        let without = OrderPaidV1 {
+            change: None,
+            ..paid
+        }
+        .to_cloud_event("/kart/orders", None);
+        assert!(!String::from_utf8_lossy(&without.data).contains("change"));
+        assert_eq!(carried_order_change(&without.data), None);
+        assert_eq!(carried_order_change(b"not json"), None);
     }
 
     #[test]

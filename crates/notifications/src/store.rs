@@ -611,6 +611,7 @@ mod tests {
                 currency: "EUR".into(),
             },
             paid_at: chrono::Utc::now(),
+            change: None,
         };
         let source = contracts::Event::to_cloud_event(&source, "/kart/test", None);
         let mut tx = db.begin().await.expect("a transaction");

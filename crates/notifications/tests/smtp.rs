@@ -163,6 +163,7 @@ impl Harness {
             user_id: user_id.clone(),
             total: eur(2999),
             paid_at: Utc::now(),
+            change: None,
         };
         // The same fact twice, as two events: still one confirmation.
         self.publish(&paid).await;

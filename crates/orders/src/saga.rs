@@ -6,8 +6,8 @@
 use chrono::{TimeZone, Utc};
 use contracts::Event;
 use contracts::events::{
-    Money, OrderCancelledV1, OrderFailedV1, OrderFulfilledV1, OrderPaidV1, OrderPaymentRequestedV1,
-    PaymentChoiceV1, RefundRequestedV1,
+    Money, OrderCancelledV1, OrderChangeV1, OrderFailedV1, OrderFulfilledV1, OrderPaidV1,
+    OrderPaymentRequestedV1, PaymentChoiceV1, RefundRequestedV1,
 };
 use kit::db::{Tx, now_millis};
 use kit::outbox;
@@ -100,9 +100,9 @@ pub async fn advance(
 ) -> Result<(), SagaError> {
     let now = now_millis();
     if let Some(from) = cause.only_from()
-        && let Some(order) = try_advance_from(tx, order_id, from, &cause, detail, 0, now).await?
+        && let Some(moved) = try_advance_from(tx, order_id, from, &cause, detail, 0, now).await?
     {
-        return announce(tx, &order, &cause, detail, trace, now).await;
+        return announce(tx, &moved, &cause, detail, trace, now).await;
     }
     let order = head(tx, order_id).await?;
     advance_read(tx, order, cause, detail, trace, 0).await
@@ -110,7 +110,8 @@ pub async fn advance(
 
 /// Moves the order out of `from` for `cause`, adding `captured_minor` to
 /// it, if it is in `from`; returns the order as the saga would have read it
-/// (in `from`, with the money counted), or `None` if it is elsewhere.
+/// (in `from`, with the money counted) and the move's history entry, or
+/// `None` if it is elsewhere.
 async fn try_advance_from(
     tx: &mut Tx,
     order_id: &str,
@@ -119,7 +120,7 @@ async fn try_advance_from(
     detail: &str,
     captured_minor: i64,
     now: i64,
-) -> Result<Option<Order>, SagaError> {
+) -> Result<Option<store::Moved>, SagaError> {
     let to = from.apply(cause).map_err(SagaError::Refused)?;
     let step = store::Move {
         from,
@@ -130,9 +131,9 @@ async fn try_advance_from(
         captured_minor,
     };
     match store::move_status(tx, order_id, step, now).await {
-        Ok(mut order) => {
-            order.status = from;
-            Ok(Some(order))
+        Ok(mut moved) => {
+            moved.order.status = from;
+            Ok(Some(moved))
         }
         Err(StoreError::Conflict) => Ok(None),
         Err(error) => Err(error.into()),
@@ -155,23 +156,58 @@ async fn advance_read(
     let from = order.status;
     // A cause this status refuses is refused before anything is written.
     match try_advance_from(tx, &order.id, from, &cause, detail, captured_minor, now).await? {
-        Some(_) => announce(tx, &order, &cause, detail, trace, now).await,
+        Some(moved) => {
+            let history_seq = moved.history_seq;
+            let moved = store::Moved { order, history_seq };
+            announce(tx, &moved, &cause, detail, trace, now).await
+        }
         None => Err(StoreError::Conflict.into()),
     }
 }
 
-/// Writes the events that follow from `order` having moved for `cause`;
-/// `order` is the row as it stood before the move (its status the one it
-/// moved from), with any money the move captured counted.
+/// The step `moved` took, as its status event carries it: `moved.order`'s
+/// money is the money after it, and the failure code is what
+/// [`try_advance_from`] wrote.
+fn change(
+    moved: &store::Moved,
+    next: Status,
+    cause: &Cause,
+    detail: &str,
+    now: i64,
+) -> OrderChangeV1 {
+    let order = &moved.order;
+    OrderChangeV1 {
+        seq: u64::try_from(moved.history_seq).unwrap_or_default(),
+        from_status: order.status.as_str().to_owned(),
+        to_status: next.as_str().to_owned(),
+        cause: cause.code().to_owned(),
+        detail: detail.to_owned(),
+        at: at(now),
+        failure_code: if next == Status::Failed {
+            cause.code().to_owned()
+        } else {
+            order.failure_code.clone()
+        },
+        captured: money(order.captured_minor, order),
+        refunded: money(order.refunded_minor, order),
+        refund_pending: money(order.refund_pending_minor, order),
+    }
+}
+
+/// Writes the events that follow from `moved.order` having moved for
+/// `cause`; `moved.order` is the row as it stood before the move (its
+/// status the one it moved from), with any money the move captured counted.
 async fn announce(
     tx: &mut Tx,
-    order: &Order,
+    moved: &store::Moved,
     cause: &Cause,
     detail: &str,
     trace: Option<TraceParent>,
     now: i64,
 ) -> Result<(), SagaError> {
+    let order = &moved.order;
     let next = order.status.apply(cause).map_err(SagaError::Refused)?;
+    let change = Some(change(moved, next, cause, detail, now));
     match next {
         Status::Reserved => {
             emit(
@@ -181,6 +217,7 @@ async fn announce(
                     user_id: order.user_id.clone(),
                     amount: money(order.total_minor, order),
                     payment: payment_choice(order),
+                    change,
                 },
                 trace,
             )
@@ -194,6 +231,7 @@ async fn announce(
                     user_id: order.user_id.clone(),
                     total: money(order.total_minor, order),
                     paid_at: at(now),
+                    change,
                 },
                 trace,
             )
@@ -208,6 +246,7 @@ async fn announce(
                     code: cause.code().to_owned(),
                     reason: detail.to_owned(),
                     failed_at: at(now),
+                    change,
                 },
                 trace,
             )
@@ -221,6 +260,7 @@ async fn announce(
                     user_id: order.user_id.clone(),
                     reason: cause.code().to_owned(),
                     cancelled_at: at(now),
+                    change,
                 },
                 trace,
             )
@@ -237,6 +277,7 @@ async fn announce(
                     order_id: order.id.clone(),
                     user_id: order.user_id.clone(),
                     fulfilled_at: at(now),
+                    change,
                 },
                 trace,
             )
@@ -291,7 +332,7 @@ pub async fn payment_captured(
     let cause = Cause::PaymentCaptured;
     let now = now_millis();
     // The usual case, a reserved order, in one statement (as `advance`).
-    if let Some(order) = try_advance_from(
+    if let Some(moved) = try_advance_from(
         tx,
         order_id,
         Status::Reserved,
@@ -302,7 +343,7 @@ pub async fn payment_captured(
     )
     .await?
     {
-        return announce(tx, &order, &cause, "", trace, now).await;
+        return announce(tx, &moved, &cause, "", trace, now).await;
     }
     let mut order = head(tx, order_id).await?;
     // The row as it is about to stand: the same head with the money added.

@@ -399,17 +399,26 @@ pub struct Move<'a> {
     pub captured_minor: i64,
 }
 
+/// An order [`move_status`] moved.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    /// Its row as it now stands, without lines and history (as
+    /// [`head_by_id`]).
+    pub order: Order,
+    /// The number of the history entry the move wrote.
+    pub history_seq: i64,
+}
+
 /// Moves the order from `step.from` to `step.to`, with the cause in its
 /// history and the money the step captured, if it is still in
-/// `step.from`, and returns its row as it now stands (without lines and
-/// history, as [`head_by_id`]); [`StoreError::Conflict`] if it is not
-/// there, which changes nothing.
+/// `step.from`; [`StoreError::Conflict`] if it is not there, which changes
+/// nothing.
 pub async fn move_status(
     tx: &mut Tx,
     order_id: &str,
     step: Move<'_>,
     now: i64,
-) -> Result<Order, StoreError> {
+) -> Result<Moved, StoreError> {
     let Move {
         from,
         to,
@@ -424,7 +433,9 @@ pub async fn move_status(
     // writing `WITH`, but the driver runs a text of several statements in
     // one call, and `changes()` is the
     // number of rows the update changed. The guard is a `HAVING`: the
-    // `MAX` makes one row even where the `WHERE` leaves none.
+    // `MAX` makes one row even where the `WHERE` leaves none. The entry's
+    // number comes back with the row (PostgreSQL) or as a row of its own
+    // (SQLite).
     let update = format!(
         "UPDATE orders SET status = $1, updated_at = $2,
                 failure_code = COALESCE($3, failure_code),
@@ -434,18 +445,19 @@ pub async fn move_status(
     );
     let history = "SELECT $5, COALESCE(MAX(seq), 0) + 1, $6, $1, $7, $8, $2
          FROM order_history WHERE order_id = $5";
+    let history_seq = "RETURNING seq AS history_seq";
     let history_columns =
         "order_history (order_id, seq, from_status, to_status, cause, detail, at)";
     let sql = match tx.kind() {
         DbKind::Postgres => format!(
             "WITH moved AS ({update}),
                   entry AS (INSERT INTO {history_columns} {history}
-                                 HAVING EXISTS (SELECT 1 FROM moved))
-             SELECT * FROM moved"
+                                 HAVING EXISTS (SELECT 1 FROM moved) {history_seq})
+             SELECT moved.*, entry.history_seq FROM moved, entry"
         ),
-        DbKind::Sqlite => {
-            format!("{update}; INSERT INTO {history_columns} {history} HAVING changes() = 1")
-        }
+        DbKind::Sqlite => format!(
+            "{update}; INSERT INTO {history_columns} {history} HAVING changes() = 1 {history_seq}"
+        ),
     };
     // `fetch_all`: on SQLite the second statement runs only if the rows of
     // the first are all taken.
@@ -460,11 +472,16 @@ pub async fn move_status(
         .bind(detail)
         .fetch_all(&mut **tx)
         .await?;
-    moved
+    let order = moved
         .first()
         .map(order_row)
         .transpose()?
-        .ok_or(StoreError::Conflict)
+        .ok_or(StoreError::Conflict)?;
+    let history_seq = moved
+        .iter()
+        .find_map(|row| row.try_get::<i64, _>("history_seq").ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("no history entry for moving {order_id}")))?;
+    Ok(Moved { order, history_seq })
 }
 
 /// Writes an entry in the history that is not a status change (a capture on a

@@ -1,12 +1,13 @@
 //! The saga's money paths against real databases, PostgreSQL and SQLite:
 //! a capture pays a reserved order once, and a capture that arrives after
 //! the order closed (the payment service was slow, the order timed out or
-//! was cancelled meanwhile) is given back in full, never kept.
+//! was cancelled meanwhile) is given back in full, never kept. And each
+//! status event carries its step as the order then stands.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use contracts::Event as _;
-use contracts::events::{OrderPaidV1, RefundRequestedV1};
+use contracts::events::{OrderPaidV1, RefundRequestedV1, carried_order_change};
 use kit::Db;
 use orders::saga;
 use orders::state::{Cause, Status};
@@ -181,6 +182,94 @@ async fn a_capture_after_the_order_closed_is_refunded_in_full(
         ),
         (TOTAL, TOTAL, 0)
     );
+}
+
+/// Checks that the latest step an event about `id` carries is the order's
+/// history entry `notes_after` entries before its last, with the order's
+/// money and failure code: what a copy of the order brought up to date from
+/// the events (the live status stream's) must show.
+async fn assert_latest_step_is_the_orders(db: &Db, id: &str, notes_after: usize) {
+    let order = order(db, id).await;
+    let step = events(db, id)
+        .await
+        .iter()
+        .rev()
+        .find_map(|(_, data)| carried_order_change(&serde_json::to_vec(data).unwrap()))
+        .expect("a status event that carries its step");
+    let index = order.history.len() - 1 - notes_after;
+    let entry = &order.history[index];
+    assert_eq!(step.seq, u64::try_from(index + 1).unwrap(), "{step:?}");
+    assert_eq!(
+        (
+            step.from_status.as_str(),
+            step.to_status.as_str(),
+            step.cause.as_str(),
+            step.detail.as_str(),
+            step.at.timestamp_millis()
+        ),
+        (
+            entry.from.as_str(),
+            entry.to.as_str(),
+            entry.cause.as_str(),
+            entry.detail.as_str(),
+            entry.at
+        )
+    );
+    assert_eq!(step.failure_code, order.failure_code);
+    assert_eq!(
+        (step.captured.amount_minor, step.refunded.amount_minor),
+        (order.captured_minor, order.refunded_minor)
+    );
+    assert!(
+        [&step.captured, &step.refunded, &step.refund_pending]
+            .iter()
+            .all(|money| money.currency == order.currency)
+    );
+    if notes_after == 0 {
+        assert_eq!(step.refund_pending.amount_minor, order.refund_pending_minor);
+        assert_eq!(step.at.timestamp_millis(), order.updated_at);
+    }
+}
+
+/// Reserved, paid and shipped (moves of one statement), out of stock (a
+/// failure code), cancelled once paid (a read, then the move, then the
+/// refund's note): each status event's step is the order's.
+async fn each_status_event_carries_its_step(db: Db) {
+    let shipped = placed(&db).await;
+    advance(&db, &shipped, Cause::StockReserved).await;
+    assert_latest_step_is_the_orders(&db, &shipped, 0).await;
+    captured(&db, &shipped, TOTAL).await;
+    assert_latest_step_is_the_orders(&db, &shipped, 0).await;
+    advance(&db, &shipped, Cause::Fulfil).await;
+    assert_latest_step_is_the_orders(&db, &shipped, 0).await;
+    assert_eq!(order(&db, &shipped).await.status, Status::Fulfilled);
+
+    let short = placed(&db).await;
+    advance(&db, &short, Cause::StockRejected).await;
+    assert_latest_step_is_the_orders(&db, &short, 0).await;
+    assert_eq!(order(&db, &short).await.failure_code, "out_of_stock");
+
+    let cancelled = placed(&db).await;
+    advance(&db, &cancelled, Cause::StockReserved).await;
+    captured(&db, &cancelled, TOTAL).await;
+    advance(&db, &cancelled, Cause::Cancel { by_admin: true }).await;
+    // The refund's note is the entry after the step, and its money comes
+    // with a later read: the step says only what the cancel did.
+    assert_latest_step_is_the_orders(&db, &cancelled, 1).await;
+    let cancelled = order(&db, &cancelled).await;
+    assert_eq!(cancelled.status, Status::Cancelled);
+    assert_eq!(cancelled.refund_pending_minor, TOTAL);
+}
+
+#[tokio::test]
+async fn each_status_event_carries_its_step_on_postgres() {
+    each_status_event_carries_its_step(postgres().await).await;
+}
+
+#[tokio::test]
+async fn each_status_event_carries_its_step_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    each_status_event_carries_its_step(sqlite(&dir).await).await;
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Live order status: the stream sends the order when it opens and again
-//! the moment it changes, to its owner only.
+//! the moment it changes, exactly as a read shows it, to its owner only.
 
 use std::time::Duration;
 
@@ -74,6 +74,12 @@ pub async fn the_order_stream_shows_paid_the_moment_it_happens(app: &TestApp) {
     let next = next_order(&mut stream, &mut buffer).await;
     assert_eq!(next["status"], "PAID", "{next:#}");
     assert_eq!(next["captured"]["amount_minor"], 900);
+    // The stream brought its copy up to date from the events' steps; it is
+    // the order as a read shows it, history and times included.
+    let read = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&shopper.token))
+        .await;
+    assert_eq!(read.expect(StatusCode::OK), &next);
 
     // Nobody else can watch it; nobody at all without a session.
     let stranger = app.customer().await;
