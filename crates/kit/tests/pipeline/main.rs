@@ -18,7 +18,6 @@
 
 mod broker;
 mod joining;
-mod producing;
 mod support;
 
 use std::collections::HashMap;
