@@ -156,18 +156,13 @@ async fn advance_read(
     let from = order.status;
     // A cause this status refuses is refused before anything is written.
     match try_advance_from(tx, &order.id, from, &cause, detail, captured_minor, now).await? {
-        Some(moved) => {
-            let history_seq = moved.history_seq;
-            let moved = store::Moved { order, history_seq };
-            announce(tx, &moved, &cause, detail, trace, now).await
-        }
+        Some(moved) => announce(tx, &moved, &cause, detail, trace, now).await,
         None => Err(StoreError::Conflict.into()),
     }
 }
 
 /// The step `moved` took, as its status event carries it: `moved.order`'s
-/// money is the money after it, and the failure code is what
-/// [`try_advance_from`] wrote.
+/// money and failure code are the row's after the move.
 fn change(
     moved: &store::Moved,
     next: Status,
@@ -183,11 +178,7 @@ fn change(
         cause: cause.code().to_owned(),
         detail: detail.to_owned(),
         at: at(now),
-        failure_code: if next == Status::Failed {
-            cause.code().to_owned()
-        } else {
-            order.failure_code.clone()
-        },
+        failure_code: order.failure_code.clone(),
         captured: money(order.captured_minor, order),
         refunded: money(order.refunded_minor, order),
         refund_pending: money(order.refund_pending_minor, order),
@@ -195,8 +186,8 @@ fn change(
 }
 
 /// Writes the events that follow from `moved.order` having moved for
-/// `cause`; `moved.order` is the row as it stood before the move (its
-/// status the one it moved from), with any money the move captured counted.
+/// `cause`; `moved.order` is the row as the move left it, with its status
+/// put back to the one it moved from (as [`try_advance_from`] returns it).
 async fn announce(
     tx: &mut Tx,
     moved: &store::Moved,
