@@ -118,7 +118,7 @@ export KART_TEST_POSTGRES_URL="$POSTGRES_URL"
 # Measured defects of this broker (see the platform issue and the broker
 # conformance test): reported by name, never allowed to pass as Kart's.
 # With fetch-wait declared, tests consume with bus.fetch_wait_ms = 10.
-export KART_TEST_BROKER_KNOWN_DEFECTS=group-commit,group-rejoin,fetch-wait
+export KART_TEST_BROKER_KNOWN_DEFECTS=group-commit,group-rejoin,fetch-wait,fetch-mid-batch
 
 step "Format"
 cargo fmt --all -- --check

@@ -9,7 +9,8 @@
 //! keeps its own positions (see `kit::consumer`), so a broker that loses or
 //! misplaces commits costs redeliveries, not data. Also measured: how soon
 //! a waiting fetch is answered once a record arrives, which sets the
-//! latency of every hop between services. A broker defect listed in
+//! latency of every hop between services, and whether a fetch from inside
+//! a record batch starts where it was asked. A broker defect listed in
 //! `KART_TEST_BROKER_KNOWN_DEFECTS` (the test command sets it for the broker
 //! it starts) is reported; any other failure fails the test.
 
@@ -249,6 +250,92 @@ async fn the_test_broker_answers_a_waiting_fetch_when_a_record_arrives() {
     );
     assert!(
         kit::testing::broker_has_known_defect("fetch-wait"),
+        "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
+    );
+    eprintln!("{report} (known for this broker)");
+}
+
+/// A fetch from inside a record batch must be answered from the offset
+/// asked: that is where a consumer resumes that stopped part way through
+/// what one fetch brought (a crash, a rebalance). Measured, not relied on:
+/// when the broker answers past a group's position, Kart's consumers seek
+/// further back until they read from the batch's start, and skip what they
+/// applied (`kit::consumer`). Read with librdkafka directly, assigned at
+/// the offset, so no seek or group of Kart's is in the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_broker_serves_a_fetch_from_inside_a_record_batch() {
+    use kit::bus::EventBus;
+    use kit::bus::kafka::KafkaBus;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    const ASKED: i64 = 10;
+    let settings = kit::testing::kafka_settings();
+    let bus = KafkaBus::connect(&settings).await.unwrap();
+    let topic = kit::testing::unique("mid-batch");
+    bus.create_topics(&[TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+    }])
+    .await
+    .unwrap();
+    let records = |seqs: std::ops::Range<usize>| -> Vec<Record> {
+        seqs.map(|seq| Record {
+            topic: topic.clone(),
+            key: "k".into(),
+            headers: vec![],
+            payload: format!("v{seq}").into_bytes(),
+        })
+        .collect()
+    };
+    // One publish goes out as one record batch: offsets 0–19, then 20–24.
+    bus.publish(&records(0..20)).await.unwrap();
+    bus.publish(&records(20..25)).await.unwrap();
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &settings.brokers)
+        .set("group.id", kit::testing::unique("mid-batch"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(
+            &format!("{}{topic}", settings.namespace),
+            0,
+            Offset::Offset(ASKED),
+        )
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let (offset, payload) = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(message)) = consumer.poll(Duration::from_millis(500)) {
+                return (
+                    message.offset(),
+                    message.payload().unwrap_or_default().to_vec(),
+                );
+            }
+        }
+        panic!("nothing delivered from offset {ASKED} within 30 s");
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        payload,
+        format!("v{offset}").into_bytes(),
+        "the record at the offset delivered"
+    );
+    if offset == ASKED {
+        return;
+    }
+    let report = format!(
+        "BROKER DEFECT fetch-mid-batch: a fetch from offset {ASKED}, inside a record batch \
+         holding offsets 0-19, was answered from offset {offset}: the broker skips the rest \
+         of the batch. Kart's consumers seek further back until they read the batch from \
+         its start (kit::consumer), so this costs re-reads, not events."
+    );
+    assert!(
+        kit::testing::broker_has_known_defect("fetch-mid-batch"),
         "{report} This defect is not listed in KART_TEST_BROKER_KNOWN_DEFECTS."
     );
     eprintln!("{report} (known for this broker)");

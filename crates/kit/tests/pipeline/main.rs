@@ -8,7 +8,7 @@
 //! - a redelivered event has no second effect;
 //! - a backlog is applied many events per transaction, still in key order;
 //! - consumers in one group share partitions and resume from their stored
-//!   positions after a restart.
+//!   positions after a restart, even from inside a record batch.
 //!
 //! `sqlite_embedded::*`, `sqlite_kafka::*`, `postgres_embedded::*` and
 //! `postgres_kafka::*` are the same tests on each combination.
@@ -405,6 +405,72 @@ async fn consumers_in_one_group_share_partitions_and_resume_after_a_restart(
     c.stop().await;
 }
 
+/// A member that stopped part way through what one fetch brought (it
+/// crashed after applying some of a record batch) leaves the group's
+/// position inside that batch; the next member applies the rest of the
+/// batch and what follows, and nothing twice. On a broker that answers a
+/// fetch from inside a batch with the next batch (tansu 0.6.0, declared
+/// `fetch-mid-batch`), the consumer has to seek back to the batch's start
+/// for that, or the rest of the batch is lost.
+async fn a_group_resumes_inside_a_record_batch(db: DbChoice, bus: BusChoice) {
+    const APPLIED: u32 = 25;
+    const PUBLISHED: u32 = 45;
+    let h = Harness::new(db, bus).await;
+    let topic = kit::testing::unique("mid-batch");
+    h.bus
+        .create_topics(&[kit::bus::TopicSpec {
+            name: topic.clone(),
+            partitions: 1,
+        }])
+        .await
+        .unwrap();
+    // One publish goes out as one record batch: offsets 0–39, then 40–44.
+    let batch: Vec<_> = (0..40).map(|seq| event("k", seq)).collect();
+    let records: Vec<Record> = batch.iter().map(|e| e.to_record(&topic)).collect();
+    h.bus.publish(&records).await.unwrap();
+    let after: Vec<Record> = (40..PUBLISHED)
+        .map(|seq| event("k", seq).to_record(&topic))
+        .collect();
+    h.bus.publish(&after).await.unwrap();
+    // What the crashed member's last transaction left: the first 25 events
+    // in the inbox, the position at 25.
+    let applied: Vec<&str> = batch[..APPLIED as usize]
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    let mut tx = h.db.begin().await.unwrap();
+    kit::consumer::record_batch(
+        &mut tx,
+        "g",
+        &applied,
+        &[((topic.as_str(), 0), i64::from(APPLIED))],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let consumer = h.start_consumer("g", &topic, "member-1", support::Behaviour::Succeed);
+    eventually(
+        "the rest of the batch and the next batch to be applied",
+        || async { h.effects_for("g").await.len() == (PUBLISHED - APPLIED) as usize },
+    )
+    .await;
+    // Give a second application every chance to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seqs: Vec<u32> = h.effects_for("g").await.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (APPLIED..PUBLISHED).collect::<Vec<_>>(),
+        "from the position on, in order"
+    );
+    assert_eq!(
+        h.handler_calls(),
+        u64::from(PUBLISHED - APPLIED),
+        "the applied records are skipped, not handled again"
+    );
+    consumer.stop().await;
+}
+
 /// Generates the four combinations of each test.
 macro_rules! on_every_backend {
     ($($test:ident),* $(,)?) => {
@@ -433,4 +499,5 @@ on_every_backend!(
     a_redelivered_event_has_no_second_effect,
     a_backlog_is_applied_in_batches_in_key_order,
     consumers_in_one_group_share_partitions_and_resume_after_a_restart,
+    a_group_resumes_inside_a_record_batch,
 );
