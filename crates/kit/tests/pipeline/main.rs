@@ -18,6 +18,7 @@
 
 mod broker;
 mod joining;
+mod producing;
 mod support;
 
 use std::collections::HashMap;
