@@ -107,9 +107,8 @@ pub struct Watching {
 
 impl Drop for Watching {
     fn drop(&mut self) {
-        if let Ok(mut watchers) = self.changes.watchers.lock()
-            && let Some((_, count)) = watchers.get_mut(&self.order_id)
-        {
+        let mut watchers = self.changes.watchers();
+        if let Some((_, count)) = watchers.get_mut(&self.order_id) {
             *count -= 1;
             if *count == 0 {
                 watchers.remove(&self.order_id);
@@ -119,18 +118,23 @@ impl Drop for Watching {
 }
 
 impl OrderChanges {
+    /// The watched orders. A poisoned lock is taken as it is: nothing done
+    /// under it is expected to panic, a map left by one would at worst keep
+    /// an entry that no stream holds, and refusing it would cut every
+    /// stream off its announcements.
+    fn watchers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Starts watching `order_id`.
     pub fn watch(&self, order_id: &str) -> Watching {
-        let receiver = match self.watchers.lock() {
-            Ok(mut watchers) => {
-                let entry = watchers
-                    .entry(order_id.to_owned())
-                    .or_insert_with(|| (watch::channel(Announcements::default()).0, 0));
-                entry.1 += 1;
-                entry.0.subscribe()
-            }
-            // A poisoned map: the stream still works on its re-reads.
-            Err(_) => watch::channel(Announcements::default()).1,
+        let receiver = {
+            let mut watchers = self.watchers();
+            let entry = watchers
+                .entry(order_id.to_owned())
+                .or_insert_with(|| (watch::channel(Announcements::default()).0, 0));
+            entry.1 += 1;
+            entry.0.subscribe()
         };
         // What was announced before the stream's first read is in that read.
         let heard = receiver.borrow().latest;
@@ -145,9 +149,7 @@ impl OrderChanges {
     /// Wakes the streams watching `order_id`, if any, with the step the
     /// event carried. The event is decoded only if someone watches.
     fn announce(&self, order_id: &str, payload: &[u8]) {
-        if let Ok(watchers) = self.watchers.lock()
-            && let Some((sender, _)) = watchers.get(order_id)
-        {
+        if let Some((sender, _)) = self.watchers().get(order_id) {
             let change = carried_order_change(payload);
             sender.send_modify(|announcements| announcements.push(change));
         }
@@ -441,6 +443,43 @@ mod tests {
             &step(3, "RESERVED", "PAID", "payment_captured", 900)
         ));
         assert_eq!(order, before);
+    }
+
+    /// A panic while the watcher map was held (poisoning its lock) must not
+    /// cut the streams off their announcements.
+    #[tokio::test]
+    async fn streams_keep_hearing_after_the_watcher_map_is_poisoned() {
+        let changes = OrderChanges::default();
+        let poisoner = changes.clone();
+        let panicked = std::thread::spawn(move || {
+            let _held = poisoner.watchers.lock().unwrap();
+            panic!("a panic while the map is held");
+        })
+        .join();
+        assert!(panicked.is_err() && changes.watchers.is_poisoned());
+
+        let mut watching = changes.watch("ord_1");
+        let payload = serde_json::to_vec(&serde_json::json!({
+            "order_id": "ord_1",
+            "change": step(2, "PENDING", "RESERVED", "stock_reserved", 0),
+        }))
+        .unwrap();
+        changes.announce("ord_1", &payload);
+        tokio::time::timeout(Duration::from_secs(5), watching.receiver.changed())
+            .await
+            .expect("announced within 5 s")
+            .expect("the announcements' sender is alive");
+        let steps = watching.receiver.borrow_and_update().steps_after(0);
+        assert_eq!(
+            steps.map(|s| s.iter().map(|s| s.seq).collect::<Vec<_>>()),
+            Some(vec![2])
+        );
+
+        drop(watching);
+        assert!(
+            changes.watchers().is_empty(),
+            "the last stream gone, the order is unwatched"
+        );
     }
 
     #[test]
