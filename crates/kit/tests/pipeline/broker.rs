@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use kit::bus::{Record, TopicSpec};
+use kit::bus::Record;
 
 const RECORDS: usize = 3000;
 
@@ -25,12 +25,7 @@ const RECORDS: usize = 3000;
 async fn the_test_broker_keeps_what_kart_relies_on() {
     let bus = kit::testing::kafka_bus().await;
     let topic = kit::testing::unique("conformance");
-    bus.create_topics(&[TopicSpec {
-        name: topic.clone(),
-        partitions: 3,
-    }])
-    .await
-    .unwrap();
+    crate::support::create_topic(&*bus, &topic, 3).await;
     let records: Vec<Record> = (0..RECORDS)
         .map(|i| Record {
             topic: topic.clone(),
@@ -126,12 +121,7 @@ async fn the_test_broker_keeps_what_kart_relies_on() {
 async fn the_test_broker_hands_a_restarted_groups_partitions_to_its_new_member() {
     let bus = kit::testing::kafka_bus().await;
     let topic = kit::testing::unique("rejoin");
-    bus.create_topics(&[TopicSpec {
-        name: topic.clone(),
-        partitions: 3,
-    }])
-    .await
-    .unwrap();
+    crate::support::create_topic(&*bus, &topic, 3).await;
     let records: Vec<Record> = (0..30)
         .map(|i| Record {
             topic: topic.clone(),
@@ -198,12 +188,7 @@ async fn the_test_broker_answers_a_waiting_fetch_when_a_record_arrives() {
     settings.fetch_wait_ms = u32::try_from(WAIT.as_millis()).unwrap();
     let bus = KafkaBus::connect(&settings).await.unwrap();
     let topic = kit::testing::unique("fetch-wait");
-    bus.create_topics(&[TopicSpec {
-        name: topic.clone(),
-        partitions: 1,
-    }])
-    .await
-    .unwrap();
+    crate::support::create_topic(&bus, &topic, 1).await;
     let record = |seq: usize| Record {
         topic: topic.clone(),
         key: "k".into(),
@@ -272,12 +257,7 @@ async fn the_test_broker_serves_a_fetch_from_inside_a_record_batch() {
     let settings = kit::testing::kafka_settings();
     let bus = KafkaBus::connect(&settings).await.unwrap();
     let topic = kit::testing::unique("mid-batch");
-    bus.create_topics(&[TopicSpec {
-        name: topic.clone(),
-        partitions: 1,
-    }])
-    .await
-    .unwrap();
+    crate::support::create_topic(&bus, &topic, 1).await;
     let records = |seqs: std::ops::Range<usize>| -> Vec<Record> {
         seqs.map(|seq| Record {
             topic: topic.clone(),

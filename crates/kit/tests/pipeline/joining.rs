@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use kit::bus::{Record, TopicSpec};
+use kit::bus::Record;
 
 /// Fresh groups joined one after another.
 const JOINS: usize = 20;
@@ -28,12 +28,7 @@ const FORGIVEN: usize = 2;
 async fn a_fresh_consumer_group_is_served_without_waiting_a_second() {
     let bus = kit::testing::kafka_bus().await;
     let topic = kit::testing::unique("joining");
-    bus.create_topics(&[TopicSpec {
-        name: topic.clone(),
-        partitions: 1,
-    }])
-    .await
-    .unwrap();
+    crate::support::create_topic(&*bus, &topic, 1).await;
     bus.publish(&[Record {
         topic: topic.clone(),
         key: "k".into(),

@@ -332,13 +332,7 @@ async fn consumers_in_one_group_share_partitions_and_resume_after_a_restart(
 ) {
     let h = Harness::new(db, bus).await;
     let topic = kit::testing::unique("group");
-    h.bus
-        .create_topics(&[kit::bus::TopicSpec {
-            name: topic.clone(),
-            partitions: 3,
-        }])
-        .await
-        .unwrap();
+    support::create_topic(&*h.bus, &topic, 3).await;
     let a = h.start_consumer("g", &topic, "member-a", support::Behaviour::Succeed);
     let b = h.start_consumer("g", &topic, "member-b", support::Behaviour::Succeed);
     // Publish over a few seconds, so the group settles while events flow.
@@ -418,13 +412,7 @@ async fn a_group_resumes_inside_a_record_batch(db: DbChoice, bus: BusChoice) {
     const PUBLISHED: u32 = 45;
     let h = Harness::new(db, bus).await;
     let topic = kit::testing::unique("mid-batch");
-    h.bus
-        .create_topics(&[kit::bus::TopicSpec {
-            name: topic.clone(),
-            partitions: 1,
-        }])
-        .await
-        .unwrap();
+    support::create_topic(&*h.bus, &topic, 1).await;
     // One publish goes out as one record batch: offsets 0–39, then 40–44.
     let batch: Vec<_> = (0..40).map(|seq| event("k", seq)).collect();
     let records: Vec<Record> = batch.iter().map(|e| e.to_record(&topic)).collect();

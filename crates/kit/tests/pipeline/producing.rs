@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use kit::bus::{Record, TopicSpec};
+use kit::bus::Record;
 
 /// This process's threads that serve a producer's delivery reports.
 fn producer_threads() -> usize {
@@ -24,12 +24,7 @@ async fn a_dropped_bus_lets_its_producer_go() {
 
     // Deliveries are reported through that thread: a publish completes.
     let topic = kit::testing::unique("producing");
-    bus.create_topics(&[TopicSpec {
-        name: topic.clone(),
-        partitions: 1,
-    }])
-    .await
-    .unwrap();
+    crate::support::create_topic(&*bus, &topic, 1).await;
     bus.publish(&[Record {
         topic,
         key: "k".into(),

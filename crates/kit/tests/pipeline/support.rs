@@ -344,6 +344,16 @@ impl Handler for TestHandler {
     }
 }
 
+/// Creates `topic` with `partitions` partitions on `bus`.
+pub async fn create_topic(bus: &(impl EventBus + ?Sized), topic: &str, partitions: i32) {
+    bus.create_topics(&[TopicSpec {
+        name: topic.to_owned(),
+        partitions,
+    }])
+    .await
+    .unwrap();
+}
+
 /// A test event about aggregate `key`, carrying `seq`.
 pub fn event(key: &str, seq: u32) -> CloudEvent {
     CloudEvent {
