@@ -300,10 +300,35 @@ pub struct RefundRequestedV1 {
     pub refund_request_id: String,
     pub amount: Money,
     pub reason: String,
+    /// The step (the history note that asks the money back), for readers
+    /// that keep a copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
 }
 event!(
     RefundRequestedV1,
     "kart.order.refund_requested.v1",
+    topics::ORDER_EVENTS,
+    |e| e.order_id
+);
+
+/// The order recorded money given back: its copy of a payment's
+/// [`RefundIssuedV1`], on the order's own topic, so a reader of orders (the
+/// live status stream) hears of the refund with the step it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRefundedV1 {
+    pub order_id: String,
+    pub user_id: String,
+    pub amount: Money,
+    pub refunded_at: DateTime<Utc>,
+    /// The step (the history note of the refund), for readers that keep a
+    /// copy of the order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<OrderChangeV1>,
+}
+event!(
+    OrderRefundedV1,
+    "kart.order.refunded.v1",
     topics::ORDER_EVENTS,
     |e| e.order_id
 );
@@ -459,6 +484,7 @@ pub const ALL: &[(&str, &str)] = &[
     (OrderFailedV1::TYPE, OrderFailedV1::TOPIC),
     (OrderFulfilledV1::TYPE, OrderFulfilledV1::TOPIC),
     (RefundRequestedV1::TYPE, RefundRequestedV1::TOPIC),
+    (OrderRefundedV1::TYPE, OrderRefundedV1::TOPIC),
     (StockReservedV1::TYPE, StockReservedV1::TOPIC),
     (StockRejectedV1::TYPE, StockRejectedV1::TOPIC),
     (StockReleasedV1::TYPE, StockReleasedV1::TOPIC),

@@ -82,7 +82,7 @@ impl Handler for SagaEvents {
             }
             RefundIssuedV1::TYPE => {
                 let e = RefundIssuedV1::decode(event).map_err(reject)?;
-                saga::refund_issued(tx, &e.order_id, e.amount.amount_minor).await
+                saga::refund_issued(tx, &e.order_id, e.amount.amount_minor, trace).await
             }
             _ => return Ok(()),
         };

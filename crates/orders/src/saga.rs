@@ -7,14 +7,14 @@ use chrono::{TimeZone, Utc};
 use contracts::Event;
 use contracts::events::{
     Money, OrderCancelledV1, OrderChangeV1, OrderFailedV1, OrderFulfilledV1, OrderPaidV1,
-    OrderPaymentRequestedV1, PaymentChoiceV1, RefundRequestedV1,
+    OrderPaymentRequestedV1, OrderRefundedV1, PaymentChoiceV1, RefundRequestedV1,
 };
 use kit::db::{Tx, now_millis};
 use kit::outbox;
 use kit::telemetry::TraceParent;
 
 use crate::state::{Cause, Refusal, Status};
-use crate::store::{self, Order, StoreError};
+use crate::store::{self, MoneyMoved, Order, StoreError};
 
 pub const SOURCE: &str = "/kart/orders";
 
@@ -166,7 +166,7 @@ async fn advance_read(
 fn change(
     moved: &store::Moved,
     next: Status,
-    cause: &Cause,
+    cause: &str,
     detail: &str,
     now: i64,
 ) -> OrderChangeV1 {
@@ -175,7 +175,7 @@ fn change(
         seq: u64::try_from(moved.history_seq).unwrap_or_default(),
         from_status: order.status.as_str().to_owned(),
         to_status: next.as_str().to_owned(),
-        cause: cause.code().to_owned(),
+        cause: cause.to_owned(),
         detail: detail.to_owned(),
         at: at(now),
         failure_code: order.failure_code.clone(),
@@ -198,7 +198,7 @@ async fn announce(
 ) -> Result<(), SagaError> {
     let order = &moved.order;
     let next = order.status.apply(cause).map_err(SagaError::Refused)?;
-    let change = Some(change(moved, next, cause, detail, now));
+    let change = Some(change(moved, next, cause.code(), detail, now));
     match next {
         Status::Reserved => {
             emit(
@@ -289,15 +289,12 @@ pub async fn request_refund(
     trace: Option<TraceParent>,
 ) -> Result<(), SagaError> {
     let now = now_millis();
-    store::add_money(tx, &order.id, 0, 0, amount_minor, now).await?;
-    store::note(
-        tx,
-        order,
-        "refund_requested",
-        &format!("{} {} ({reason})", amount_minor, order.currency),
-        now,
-    )
-    .await?;
+    let asked = MoneyMoved {
+        refund_pending: amount_minor,
+        ..MoneyMoved::default()
+    };
+    let detail = format!("{} {} ({reason})", amount_minor, order.currency);
+    let noted = note(tx, &order.id, asked, "refund_requested", &detail, now).await?;
     emit(
         tx,
         &RefundRequestedV1 {
@@ -305,10 +302,27 @@ pub async fn request_refund(
             refund_request_id: kit::new_id("rfq"),
             amount: money(amount_minor, order),
             reason: reason.to_owned(),
+            change: Some(noted),
         },
         trace,
     )
     .await
+}
+
+/// Adds `money` to the order's with a history note for `cause`; returns the
+/// step, as the event announcing it carries it.
+async fn note(
+    tx: &mut Tx,
+    order_id: &str,
+    money: MoneyMoved,
+    cause: &str,
+    detail: &str,
+    now: i64,
+) -> Result<OrderChangeV1, SagaError> {
+    let noted = store::add_money_noted(tx, order_id, money, cause, detail, now)
+        .await?
+        .ok_or_else(|| SagaError::NoSuchOrder(order_id.to_owned()))?;
+    Ok(change(&noted, noted.order.status, cause, detail, now))
 }
 
 /// The payment service captured the order's money. A reserved order is
@@ -342,8 +356,12 @@ pub async fn payment_captured(
     if order.status == Status::Reserved {
         return advance_read(tx, order, cause, "", trace, amount_minor).await;
     }
-    store::add_money(tx, order_id, amount_minor, 0, 0, now_millis()).await?;
+    let captured = MoneyMoved {
+        captured: amount_minor,
+        ..MoneyMoved::default()
+    };
     if matches!(order.status, Status::Cancelled | Status::Failed) {
+        store::add_money(tx, order_id, captured, now).await?;
         request_refund(
             tx,
             &order,
@@ -353,7 +371,9 @@ pub async fn payment_captured(
         )
         .await?;
     } else {
-        store::note(tx, &order, "payment_captured", "", now_millis()).await?;
+        // No event: a reader of the order finds this note missing from the
+        // steps it heard, and reads the order.
+        note(tx, order_id, captured, "payment_captured", "", now).await?;
     }
     Ok(())
 }
@@ -363,17 +383,27 @@ pub async fn refund_issued(
     tx: &mut Tx,
     order_id: &str,
     amount_minor: i64,
+    trace: Option<TraceParent>,
 ) -> Result<(), SagaError> {
     let order = head(tx, order_id).await?;
     let now = now_millis();
-    store::add_money(tx, order_id, 0, amount_minor, -amount_minor, now).await?;
-    store::note(
+    let given_back = MoneyMoved {
+        refunded: amount_minor,
+        refund_pending: -amount_minor,
+        ..MoneyMoved::default()
+    };
+    let detail = format!("{} {}", amount_minor, order.currency);
+    let noted = note(tx, order_id, given_back, "refund_issued", &detail, now).await?;
+    emit(
         tx,
-        &order,
-        "refund_issued",
-        &format!("{} {}", amount_minor, order.currency),
-        now,
+        &OrderRefundedV1 {
+            order_id: order.id.clone(),
+            user_id: order.user_id.clone(),
+            amount: money(amount_minor, &order),
+            refunded_at: at(now),
+            change: Some(noted),
+        },
+        trace,
     )
-    .await?;
-    Ok(())
+    .await
 }

@@ -244,11 +244,12 @@ async fn append_history(
     conn: &mut AnyConnection,
     order_id: &str,
     transition: &Transition,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<i64, StoreError> {
+    let seq = sqlx::query_scalar(
         "INSERT INTO order_history (order_id, seq, from_status, to_status, cause, detail, at)
          SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6
-         FROM order_history WHERE order_id = $7",
+         FROM order_history WHERE order_id = $7
+         RETURNING seq",
     )
     .bind(order_id)
     .bind(&transition.from)
@@ -257,9 +258,9 @@ async fn append_history(
     .bind(&transition.detail)
     .bind(transition.at)
     .bind(order_id)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(seq)
 }
 
 /// One order with its lines and history, in one statement: one round trip
@@ -484,19 +485,34 @@ pub async fn move_status(
     Ok(Moved { order, history_seq })
 }
 
-/// Writes an entry in the history that is not a status change (a capture on a
-/// cancelled order, a partial refund).
-pub async fn note(
+/// Money the payment service moved, to add to an order's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MoneyMoved {
+    pub captured: i64,
+    pub refunded: i64,
+    /// Added to what is asked back; what is asked back never goes below 0.
+    pub refund_pending: i64,
+}
+
+/// Adds `money` to the order's and writes `cause` in its history as a note,
+/// an entry that changes no status (a capture on a closed order, a
+/// refund); returns the row as it now stands and the note's number, for
+/// the event that announces the step (`None`: no such order).
+pub async fn add_money_noted(
     tx: &mut Tx,
-    order: &Order,
+    order_id: &str,
+    money: MoneyMoved,
     cause: &str,
     detail: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Option<Moved>, StoreError> {
+    let Some(order) = add_money_returning(tx, order_id, money, now).await? else {
+        return Ok(None);
+    };
     let status = order.status.as_str().to_owned();
-    append_history(
+    let history_seq = append_history(
         tx,
-        &order.id,
+        order_id,
         &Transition {
             from: status.clone(),
             to: status,
@@ -505,7 +521,8 @@ pub async fn note(
             at: now,
         },
     )
-    .await
+    .await?;
+    Ok(Some(Moved { order, history_seq }))
 }
 
 /// Adds to the money the payment service reported, and to what is asked
@@ -513,28 +530,40 @@ pub async fn note(
 pub async fn add_money(
     tx: &mut Tx,
     order_id: &str,
-    captured: i64,
-    refunded: i64,
-    refund_pending: i64,
+    money: MoneyMoved,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    add_money_returning(tx, order_id, money, now)
+        .await
+        .map(drop)
+}
+
+/// [`add_money`], returning the row as it now stands (`None`: no such
+/// order).
+async fn add_money_returning(
+    tx: &mut Tx,
+    order_id: &str,
+    money: MoneyMoved,
+    now: i64,
+) -> Result<Option<Order>, StoreError> {
+    let row = sqlx::query(&format!(
         "UPDATE orders SET captured_minor = captured_minor + $1,
                 refunded_minor = refunded_minor + $2,
                 refund_pending_minor = CASE WHEN refund_pending_minor + $3 < 0 THEN 0
                                             ELSE refund_pending_minor + $4 END,
                 updated_at = $5
-         WHERE id = $6",
-    )
-    .bind(captured)
-    .bind(refunded)
-    .bind(refund_pending)
-    .bind(refund_pending)
+         WHERE id = $6
+         RETURNING {ORDER_COLUMNS}"
+    ))
+    .bind(money.captured)
+    .bind(money.refunded)
+    .bind(money.refund_pending)
+    .bind(money.refund_pending)
     .bind(now)
     .bind(order_id)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
-    Ok(())
+    row.as_ref().map(order_row).transpose()
 }
 
 /// What a list asks for.

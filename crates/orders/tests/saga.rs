@@ -2,12 +2,14 @@
 //! a capture pays a reserved order once, and a capture that arrives after
 //! the order closed (the payment service was slow, the order timed out or
 //! was cancelled meanwhile) is given back in full, never kept. And each
-//! status event carries its step as the order then stands.
+//! status and refund event carries its step as the order then stands.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use contracts::Event as _;
-use contracts::events::{OrderPaidV1, RefundRequestedV1, carried_order_change};
+use contracts::events::{
+    OrderCancelledV1, OrderPaidV1, OrderRefundedV1, RefundRequestedV1, carried_order_change,
+};
 use kit::Db;
 use orders::saga;
 use orders::state::{Cause, Status};
@@ -168,10 +170,15 @@ async fn a_capture_after_the_order_closed_is_refunded_in_full(
     assert_eq!(asked[0]["amount"]["amount_minor"], TOTAL);
     assert_eq!(asked[0]["amount"]["currency"], "EUR");
     assert_eq!(asked[0]["reason"], "captured_after_close");
+    // The request carries its note as the step, as the status events do.
+    assert_latest_step_is_the_orders(&db, &id).await;
 
     let mut tx = db.begin().await.unwrap();
-    saga::refund_issued(&mut tx, &id, TOTAL).await.unwrap();
+    saga::refund_issued(&mut tx, &id, TOTAL, None)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
+    assert_latest_step_is_the_orders(&db, &id).await;
     let settled = order(&db, &id).await;
     assert_eq!(settled.status, closed);
     assert_eq!(
@@ -185,10 +192,10 @@ async fn a_capture_after_the_order_closed_is_refunded_in_full(
 }
 
 /// Checks that the latest step an event about `id` carries is the order's
-/// history entry `notes_after` entries before its last, with the order's
-/// money and failure code: what a copy of the order brought up to date from
-/// the events (the live status stream's) must show.
-async fn assert_latest_step_is_the_orders(db: &Db, id: &str, notes_after: usize) {
+/// last history entry, with the order's money and failure code: what a copy
+/// of the order brought up to date from the events (the live status
+/// stream's) must show.
+async fn assert_latest_step_is_the_orders(db: &Db, id: &str) {
     let order = order(db, id).await;
     let step = events(db, id)
         .await
@@ -196,7 +203,7 @@ async fn assert_latest_step_is_the_orders(db: &Db, id: &str, notes_after: usize)
         .rev()
         .find_map(|(_, data)| carried_order_change(&serde_json::to_vec(data).unwrap()))
         .expect("a status event that carries its step");
-    let index = order.history.len() - 1 - notes_after;
+    let index = order.history.len() - 1;
     let entry = &order.history[index];
     assert_eq!(step.seq, u64::try_from(index + 1).unwrap(), "{step:?}");
     assert_eq!(
@@ -225,40 +232,70 @@ async fn assert_latest_step_is_the_orders(db: &Db, id: &str, notes_after: usize)
             .iter()
             .all(|money| money.currency == order.currency)
     );
-    if notes_after == 0 {
-        assert_eq!(step.refund_pending.amount_minor, order.refund_pending_minor);
-        assert_eq!(step.at.timestamp_millis(), order.updated_at);
-    }
+    assert_eq!(step.refund_pending.amount_minor, order.refund_pending_minor);
+    assert_eq!(step.at.timestamp_millis(), order.updated_at);
 }
 
 /// Reserved, paid and shipped (moves of one statement), out of stock (a
 /// failure code), cancelled once paid (a read, then the move, then the
-/// refund's note): each status event's step is the order's.
+/// refund's note) and refunded (a note of its own): each event's step is
+/// the order's.
 async fn each_status_event_carries_its_step(db: Db) {
     let shipped = placed(&db).await;
     advance(&db, &shipped, Cause::StockReserved).await;
-    assert_latest_step_is_the_orders(&db, &shipped, 0).await;
+    assert_latest_step_is_the_orders(&db, &shipped).await;
     captured(&db, &shipped, TOTAL).await;
-    assert_latest_step_is_the_orders(&db, &shipped, 0).await;
+    assert_latest_step_is_the_orders(&db, &shipped).await;
     advance(&db, &shipped, Cause::Fulfil).await;
-    assert_latest_step_is_the_orders(&db, &shipped, 0).await;
+    assert_latest_step_is_the_orders(&db, &shipped).await;
     assert_eq!(order(&db, &shipped).await.status, Status::Fulfilled);
 
     let short = placed(&db).await;
     advance(&db, &short, Cause::StockRejected).await;
-    assert_latest_step_is_the_orders(&db, &short, 0).await;
+    assert_latest_step_is_the_orders(&db, &short).await;
     assert_eq!(order(&db, &short).await.failure_code, "out_of_stock");
 
     let cancelled = placed(&db).await;
     advance(&db, &cancelled, Cause::StockReserved).await;
     captured(&db, &cancelled, TOTAL).await;
     advance(&db, &cancelled, Cause::Cancel { by_admin: true }).await;
-    // The refund's note is the entry after the step, and its money comes
-    // with a later read: the step says only what the cancel did.
-    assert_latest_step_is_the_orders(&db, &cancelled, 1).await;
+    // The cancel's step comes with the cancel's event, and the refund's
+    // note, the entry after it, with the refund request's.
+    assert_latest_step_is_the_orders(&db, &cancelled).await;
+    let entries = u64::try_from(order(&db, &cancelled).await.history.len()).unwrap();
+    let steps: Vec<(String, u64)> = events(&db, &cancelled)
+        .await
+        .into_iter()
+        .filter_map(|(kind, data)| {
+            carried_order_change(&serde_json::to_vec(&data).unwrap()).map(|step| (kind, step.seq))
+        })
+        .collect();
+    assert_eq!(
+        steps[steps.len() - 2..],
+        [
+            (OrderCancelledV1::TYPE.to_owned(), entries - 1),
+            (RefundRequestedV1::TYPE.to_owned(), entries)
+        ],
+        "{steps:?}"
+    );
+    assert_eq!(order(&db, &cancelled).await.refund_pending_minor, TOTAL);
+    // The refund confirmed: the order announces it, with its note.
+    let mut tx = db.begin().await.unwrap();
+    saga::refund_issued(&mut tx, &cancelled, TOTAL, None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let refunded = events(&db, &cancelled).await;
+    let (kind, data) = refunded.last().unwrap();
+    assert_eq!(kind, OrderRefundedV1::TYPE, "{refunded:?}");
+    assert_eq!(data["amount"]["amount_minor"], TOTAL);
+    assert_latest_step_is_the_orders(&db, &cancelled).await;
     let cancelled = order(&db, &cancelled).await;
     assert_eq!(cancelled.status, Status::Cancelled);
-    assert_eq!(cancelled.refund_pending_minor, TOTAL);
+    assert_eq!(
+        (cancelled.refunded_minor, cancelled.refund_pending_minor),
+        (TOTAL, 0)
+    );
 }
 
 #[tokio::test]

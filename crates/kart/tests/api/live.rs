@@ -1,5 +1,6 @@
 //! Live order status: the stream sends the order when it opens and again
-//! the moment it changes, exactly as a read shows it, to its owner only.
+//! the moment it changes (paid, a refund asked for and given), exactly as a
+//! read shows it, to its owner only.
 
 use std::time::Duration;
 
@@ -80,6 +81,37 @@ pub async fn the_order_stream_shows_paid_the_moment_it_happens(app: &TestApp) {
         .get(&format!("/api/v1/orders/{id}"), Some(&shopper.token))
         .await;
     assert_eq!(read.expect(StatusCode::OK), &next);
+
+    // A refund: asked for, then confirmed by the payment service. The
+    // stream shows both from their events' steps, ending where a read does.
+    let refund = app
+        .post(
+            &format!("/api/v1/admin/orders/{id}/refund"),
+            Some(&admin.token),
+            serde_json::json!({"amount_minor": 400, "reason": "one cup chipped"}),
+        )
+        .await;
+    assert_eq!(
+        refund.expect(StatusCode::OK)["refund_pending"]["amount_minor"],
+        400
+    );
+    let mut refunded = next_order(&mut stream, &mut buffer).await;
+    while refunded["refunded"]["amount_minor"] != 400 {
+        assert_eq!(
+            refunded["refund_pending"]["amount_minor"], 400,
+            "asked for, not yet given back: {refunded:#}"
+        );
+        refunded = next_order(&mut stream, &mut buffer).await;
+    }
+    assert_eq!(
+        refunded["refund_pending"]["amount_minor"], 0,
+        "{refunded:#}"
+    );
+    assert_eq!(refunded["status"], "PAID");
+    let read = app
+        .get(&format!("/api/v1/orders/{id}"), Some(&shopper.token))
+        .await;
+    assert_eq!(read.expect(StatusCode::OK), &refunded);
 
     // Nobody else can watch it; nobody at all without a session.
     let stranger = app.customer().await;
