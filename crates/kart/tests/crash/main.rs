@@ -211,6 +211,8 @@ fn group_story(path: &Path) -> String {
 struct Client {
     http: reqwest::Client,
     gateway: String,
+    /// The gateway's log, whose tail a request that never succeeds shows.
+    gateway_log: PathBuf,
 }
 
 impl Client {
@@ -237,16 +239,22 @@ impl Client {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            if let Ok(response) = request.send().await {
-                let status = response.status();
-                if !status.is_server_error() {
+            let last = match request.send().await {
+                Ok(response) => {
+                    let status = response.status();
                     let body = response.json().await.unwrap_or(Value::Null);
-                    return (status, body);
+                    if !status.is_server_error() {
+                        return (status, body);
+                    }
+                    format!("{status} {body}")
                 }
-            }
+                Err(error) => format!("no answer: {error}"),
+            };
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "{method} {path} kept failing for 2 minutes"
+                "{method} {path} kept failing for 2 minutes; the last try got {last}; \
+                 the gateway's log ends:\n{}",
+                tail(&self.gateway_log)
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -332,6 +340,7 @@ async fn killing_payments_orders_and_inventory_mid_flight_breaks_no_promise() {
     let client = Client {
         http: reqwest::Client::new(),
         gateway: cluster.url("gateway"),
+        gateway_log: cluster.log_of("gateway"),
     };
 
     // The shop: four products, a known stock, shoppers with cards (every
