@@ -506,7 +506,7 @@ pub async fn add_money_noted(
     detail: &str,
     now: i64,
 ) -> Result<Option<Moved>, StoreError> {
-    let Some(order) = add_money_returning(tx, order_id, money, now).await? else {
+    let Some(order) = add_money(tx, order_id, money, now).await? else {
         return Ok(None);
     };
     let status = order.status.as_str().to_owned();
@@ -526,21 +526,9 @@ pub async fn add_money_noted(
 }
 
 /// Adds to the money the payment service reported, and to what is asked
-/// back. The table's check refuses ever refunding more than was captured.
+/// back; returns the row as it now stands (`None`: no such order). The
+/// table's check refuses ever refunding more than was captured.
 pub async fn add_money(
-    tx: &mut Tx,
-    order_id: &str,
-    money: MoneyMoved,
-    now: i64,
-) -> Result<(), StoreError> {
-    add_money_returning(tx, order_id, money, now)
-        .await
-        .map(drop)
-}
-
-/// [`add_money`], returning the row as it now stands (`None`: no such
-/// order).
-async fn add_money_returning(
     tx: &mut Tx,
     order_id: &str,
     money: MoneyMoved,
