@@ -46,20 +46,6 @@ pub struct Kart {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// `count` different free loopback ports. Every listener is held until all
-/// are chosen: a port let go at once can be handed out again by the next
-/// bind, and two services given one port left one of them dead while the
-/// other answered its readiness checks.
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    listeners
-        .iter()
-        .map(|listener| Ok(listener.local_addr()?.port()))
-        .collect()
-}
-
 /// An error naming the first of a distributed run's `children` (started
 /// in the order of `SERVICE_NAMES` reversed) that has exited.
 fn none_exited(children: &mut [Child]) -> anyhow::Result<()> {
@@ -169,7 +155,7 @@ impl Kart {
             .rsplit_once('/')
             .map_or(postgres.as_str(), |(s, _)| s)
             .to_owned();
-        let ports = free_ports(SERVICE_NAMES.len())?;
+        let ports = kit::http::free_loopback_ports(SERVICE_NAMES.len())?;
         let secret = format!("{}{}", kit::new_id("jwt"), kit::new_id("k"));
         let mut children = Vec::new();
         // The domain services first, the gateway last.
@@ -314,18 +300,5 @@ impl Kart {
                 "The run's databases (kart_bench_*) stay on the PostgreSQL server; drop them when done."
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_ports_of_a_run_are_all_different() {
-        let ports = free_ports(64).unwrap();
-        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
-        assert_eq!(distinct.len(), 64, "{ports:?}");
-        assert!(ports.iter().all(|&port| port != 0));
     }
 }

@@ -72,7 +72,7 @@ pub fn finish_router(
     cors: Option<tower_http::cors::CorsLayer>,
 ) -> Router {
     let health = Router::new()
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(move || healthz(service)))
         .route("/readyz", get(readyz).with_state(readiness.clone()))
         .route(
             "/consumer-positions",
@@ -148,8 +148,10 @@ async fn problem_for_bare_errors(response: Response) -> Response {
     }
 }
 
-async fn healthz() -> impl IntoResponse {
-    axum::Json(json!({ "status": "ok" }))
+/// Alive, and which service: whoever started the process on a port can
+/// tell it is the one answering there, not another that holds the port.
+async fn healthz(service: &'static str) -> impl IntoResponse {
+    axum::Json(json!({ "status": "ok", "service": service }))
 }
 
 /// Where each of this service's consumer groups stands in each partition
@@ -271,6 +273,21 @@ async fn observe(State(observed): State<Observed>, mut request: Request, next: N
     response
 }
 
+/// `count` different free loopback ports, for processes that must be told
+/// each other's ports before they start. Every listener is held until all
+/// are chosen: a port let go at once can be handed out again by the next
+/// bind, and two services given one port left one of them dead while the
+/// other answered its readiness checks in its place.
+pub fn free_loopback_ports(count: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
+}
+
 /// Binds a listener; port 0 asks the OS, and the address returned is the
 /// one really bound, so tests can run many services side by side.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
@@ -301,4 +318,46 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[test]
+    fn the_ports_handed_out_together_are_all_different() {
+        // Enough that ports let go one by one repeat almost surely (the
+        // OS picks from some 14,000), so the check fails if they were.
+        let ports = free_loopback_ports(500).expect("free ports");
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), 500, "{ports:?}");
+        assert!(ports.iter().all(|&port| port != 0));
+    }
+
+    #[tokio::test]
+    async fn healthz_names_the_service_that_answers() {
+        let router = finish_router(
+            "catalog",
+            Router::new(),
+            Metrics::new("catalog"),
+            Readiness {
+                db: None,
+                bus: None,
+            },
+            Duration::from_secs(5),
+            1024,
+            None,
+        );
+        let request = axum::http::Request::get("/healthz")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = router.oneshot(request).await.expect("answered");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(body, json!({"status": "ok", "service": "catalog"}));
+    }
 }
