@@ -33,16 +33,6 @@ const VICTIMS: &[&str] = &["payments", "orders", "inventory"];
 const ADMIN_EMAIL: &str = "admin@crash.test";
 const ADMIN_PASSWORD: &str = "admin password for crash tests";
 
-/// A free loopback port: each service keeps its port across restarts, so
-/// the others find it again.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Cluster {
     environment: Vec<(String, String)>,
     ports: BTreeMap<&'static str, u16>,
@@ -58,9 +48,12 @@ impl Cluster {
         // `kart_test_…`, so the test command drops its databases after the run.
         let run = kit::testing::unique("kart_test_crash");
         let bus = kit::testing::kafka_settings();
+        // Each service keeps its port across restarts, so the others find
+        // it again.
         let ports: BTreeMap<&'static str, u16> = kart::SERVICE_NAMES
             .iter()
-            .map(|name| (*name, free_port()))
+            .copied()
+            .zip(kit::http::free_loopback_ports(kart::SERVICE_NAMES.len()).unwrap())
             .collect();
         let mut environment = vec![
             (
@@ -127,7 +120,8 @@ impl Cluster {
         self.logs.join(format!("{name}.log"))
     }
 
-    /// Starts `kart serve <name>` and waits until it is ready.
+    /// Starts `kart serve <name>` and waits until it is ready: it, not
+    /// another process that holds its port, and still running.
     async fn launch(&mut self, name: &'static str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -146,15 +140,26 @@ impl Cluster {
         let child = command.spawn().unwrap();
         self.children.insert(name, child);
         let ready = format!("{}/readyz", self.url(name));
+        let health = format!("{}/healthz", self.url(name));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
+            if let Some(status) = self.children.get_mut(name).unwrap().try_wait().unwrap() {
+                panic!("{name} exited with {status}:\n{}", tail(&self.log_of(name)));
+            }
             if let Ok(response) = reqwest::get(&ready).await
                 && response.status() == StatusCode::OK
             {
+                let answered: Value = reqwest::get(&health).await.unwrap().json().await.unwrap();
+                assert_eq!(
+                    answered["service"],
+                    name,
+                    "port {} answered as another service, not {name} (the ports: {:?}); \
+                     {name}'s log:\n{}",
+                    self.ports[name],
+                    self.ports,
+                    tail(&self.log_of(name))
+                );
                 return;
-            }
-            if let Some(status) = self.children.get_mut(name).unwrap().try_wait().unwrap() {
-                panic!("{name} exited with {status}:\n{}", tail(&self.log_of(name)));
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
