@@ -192,13 +192,9 @@ impl Kart {
         let client = reqwest::Client::new();
         let started = Instant::now();
         for (service, port) in SERVICE_NAMES.iter().zip(&ports) {
+            let url = format!("http://127.0.0.1:{port}");
             loop {
-                let ready = client
-                    .get(format!("http://127.0.0.1:{port}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                if ready {
+                if crate::ready_as(&client, &url, service).await? {
                     break;
                 }
                 // A service that exited (its port taken, its database

@@ -30,7 +30,7 @@ use kit::local::LocalServices;
 use kit::service::{RunningService, prepare_database, start};
 use tokio_util::sync::CancellationToken;
 
-pub use services::{SERVICE_NAMES, service_by_name};
+pub use services::{SERVICE_NAMES, ready_as, service_by_name};
 
 /// Kart: an event-driven commerce backend.
 ///

@@ -86,3 +86,82 @@ pub fn deployment_env(name: &str, settings: &Settings) -> anyhow::Result<Vec<Str
     }
     Ok(keys)
 }
+
+/// Whether the `kart serve <service>` started on `url` is ready: `false`
+/// while nothing answers ready there yet, an error when the service that
+/// answers is another one (its port given twice, or held by another
+/// process), which would otherwise pass for the one started.
+pub async fn ready_as(client: &reqwest::Client, url: &str, service: &str) -> anyhow::Result<bool> {
+    let ready = client
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|response| response.status().is_success());
+    if !ready {
+        return Ok(false);
+    }
+    let health: serde_json::Value = client
+        .get(format!("{url}/healthz"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    match health["service"].as_str() {
+        Some(answered) if answered == service => Ok(true),
+        answered => anyhow::bail!(
+            "{url} answered as {}, not {service}",
+            answered.unwrap_or("something that is not a Kart service")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn ready_as_tells_the_service_started_from_another_on_its_port() {
+        let (listener, addr) = kit::http::bind("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("a port");
+        let router = kit::http::finish_router(
+            "inventory",
+            Default::default(),
+            kit::metrics::Metrics::new("inventory"),
+            kit::http::Readiness {
+                db: None,
+                bus: None,
+            },
+            Duration::from_secs(5),
+            1024,
+            None,
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = tokio::spawn(kit::http::serve(listener, router, shutdown.clone()));
+        let client = reqwest::Client::new();
+        let url = format!("http://{addr}");
+
+        assert!(
+            ready_as(&client, &url, "inventory")
+                .await
+                .expect("inventory")
+        );
+        let error = ready_as(&client, &url, "catalog")
+            .await
+            .expect_err("inventory is not the catalog");
+        assert_eq!(
+            error.to_string(),
+            format!("{url} answered as inventory, not catalog")
+        );
+
+        shutdown.cancel();
+        server.await.expect("joined").expect("served");
+        assert!(
+            !ready_as(&client, &url, "inventory")
+                .await
+                .expect("nothing there"),
+            "a port nothing answers on is not ready yet"
+        );
+    }
+}

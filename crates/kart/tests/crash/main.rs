@@ -139,27 +139,20 @@ impl Cluster {
             .kill_on_drop(true);
         let child = command.spawn().unwrap();
         self.children.insert(name, child);
-        let ready = format!("{}/readyz", self.url(name));
-        let health = format!("{}/healthz", self.url(name));
+        let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.children.get_mut(name).unwrap().try_wait().unwrap() {
                 panic!("{name} exited with {status}:\n{}", tail(&self.log_of(name)));
             }
-            if let Ok(response) = reqwest::get(&ready).await
-                && response.status() == StatusCode::OK
-            {
-                let answered: Value = reqwest::get(&health).await.unwrap().json().await.unwrap();
-                assert_eq!(
-                    answered["service"],
-                    name,
-                    "port {} answered as another service, not {name} (the ports: {:?}); \
-                     {name}'s log:\n{}",
-                    self.ports[name],
+            match kart::ready_as(&http, &self.url(name), name).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(error) => panic!(
+                    "{error} (the ports: {:?}); {name}'s log:\n{}",
                     self.ports,
                     tail(&self.log_of(name))
-                );
-                return;
+                ),
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
