@@ -58,6 +58,11 @@ pub struct Second {
     pub second: u64,
     pub done: u64,
     pub p99_ms: f64,
+    /// Checkout: the p99 accept latency (POST → 201) of the orders whose
+    /// 201 came back in this second, so a slow accept p99 shows whether it
+    /// is spread over the run or a few seconds' stall.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,17 +107,39 @@ fn usage_delta(
     }
 }
 
-fn timeline(points: &[(Duration, Duration)]) -> Vec<Second> {
-    let mut by_second: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
+/// Latencies by the second of the run they ended in.
+fn by_second(points: &[(Duration, Duration)]) -> BTreeMap<u64, Vec<Duration>> {
+    let mut seconds: BTreeMap<u64, Vec<Duration>> = BTreeMap::new();
     for (at, latency) in points {
-        by_second.entry(at.as_secs()).or_default().push(*latency);
+        seconds.entry(at.as_secs()).or_default().push(*latency);
     }
-    by_second
-        .into_iter()
-        .map(|(second, values)| Second {
-            second,
-            done: values.len() as u64,
-            p99_ms: Distribution::of(&values).p99_ms,
+    seconds
+}
+
+/// Per second: how many `done` points ended in it and their p99, and, for
+/// checkout, the p99 of the `accepts` that ended in it.
+fn timeline(
+    done: &[(Duration, Duration)],
+    accepts: Option<&[(Duration, Duration)]>,
+) -> Vec<Second> {
+    let done = by_second(done);
+    let accepts = accepts.map(by_second).unwrap_or_default();
+    let last = done.keys().chain(accepts.keys()).max().copied();
+    let Some(last) = last else {
+        return Vec::new();
+    };
+    (0..=last)
+        .filter(|second| done.contains_key(second) || accepts.contains_key(second))
+        .map(|second| {
+            let values = done.get(&second).map_or(&[][..], Vec::as_slice);
+            Second {
+                second,
+                done: values.len() as u64,
+                p99_ms: Distribution::of(values).p99_ms,
+                accept_p99_ms: accepts
+                    .get(&second)
+                    .map(|accepted| Distribution::of(accepted).p99_ms),
+            }
         })
         .collect()
 }
@@ -140,6 +167,10 @@ pub fn checkout_report(
         .iter()
         .filter_map(|o| Some((o.sent_at + o.accept + o.settle?, o.settle?)))
         .collect();
+    let accepts: Vec<(Duration, Duration)> = orders
+        .iter()
+        .map(|o| (o.sent_at + o.accept, o.accept))
+        .collect();
     Report {
         kind: "checkout",
         mode: kart.mode_name(),
@@ -163,7 +194,7 @@ pub fn checkout_report(
         rss_end_mb: rss,
         ready_ms: kart.ready_ms,
         promises: Some(promises),
-        timeline: timeline(&points),
+        timeline: timeline(&points, Some(&accepts)),
         latencies_ms: settles.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
     }
 }
@@ -204,6 +235,7 @@ pub fn browse_report(
                 .iter()
                 .map(|(at, l)| (*at + *l, *l))
                 .collect::<Vec<_>>(),
+            None,
         ),
         latencies_ms: latencies.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
     }
@@ -331,6 +363,17 @@ impl Report {
                 a.p50_ms, a.p95_ms, a.p99_ms, a.max_ms
             ),
         );
+        let slowest_accepts = self
+            .timeline
+            .iter()
+            .filter_map(|s| Some((s.second, s.accept_p99_ms?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((second, p99)) = slowest_accepts {
+            row(
+                "slowest second's accept p99",
+                format!("{p99:.1} ms (second {second})"),
+            );
+        }
         if let Some(s) = self.settle {
             row(
                 "order → PAID p50 / p95 / p99 / max",
@@ -455,19 +498,30 @@ fn histogram_svg(title: &str, values: &[f64]) -> String {
     svg
 }
 
-/// Done per second (bars) and the second's p99 latency (line).
+/// Done per second (bars), the second's p99 latency (red line) and, for
+/// checkout, its p99 accept latency (orange line), both on one scale.
 fn timeline_svg(seconds: &[Second]) -> String {
-    let mut svg = svg_open("per second: done (bars), p99 latency (line)");
+    let with_accepts = seconds.iter().any(|s| s.accept_p99_ms.is_some());
+    let mut svg = svg_open(if with_accepts {
+        "per second: done (bars), p99 latency (red), p99 accept (orange)"
+    } else {
+        "per second: done (bars), p99 latency (line)"
+    });
     if seconds.is_empty() {
         svg.push_str("<text x=\"300\" y=\"130\">no data</text></svg>");
         return svg;
     }
     let last = seconds.iter().map(|s| s.second).max().unwrap_or(0) + 1;
     let max_done = seconds.iter().map(|s| s.done).max().unwrap_or(1).max(1) as f64;
-    let max_p99 = seconds.iter().map(|s| s.p99_ms).fold(0.001, f64::max);
+    let max_p99 = seconds
+        .iter()
+        .flat_map(|s| [Some(s.p99_ms), s.accept_p99_ms])
+        .flatten()
+        .fold(0.001, f64::max);
     let width = (W - 2.0 * PAD) / last as f64;
     let y = |v: f64, max: f64| H - PAD - (v / max) * (H - 2.0 * PAD - 10.0);
     let mut line = String::new();
+    let mut accept_line = String::new();
     for s in seconds {
         let x = PAD + s.second as f64 * width;
         let _ = write!(
@@ -477,12 +531,32 @@ fn timeline_svg(seconds: &[Second]) -> String {
             (width - 1.0).max(0.5),
             H - PAD - y(s.done as f64, max_done)
         );
-        let _ = write!(line, "{:.1},{:.1} ", x + width / 2.0, y(s.p99_ms, max_p99));
+        // A second in which nothing was done has no latency to draw.
+        if s.done > 0 {
+            let _ = write!(line, "{:.1},{:.1} ", x + width / 2.0, y(s.p99_ms, max_p99));
+        }
+        if let Some(accept) = s.accept_p99_ms {
+            let _ = write!(
+                accept_line,
+                "{:.1},{:.1} ",
+                x + width / 2.0,
+                y(accept, max_p99)
+            );
+        }
     }
     let _ = write!(
         svg,
-        "<polyline points=\"{line}\" fill=\"none\" stroke=\"#a4211b\" stroke-width=\"2\"/>\
-         <text x=\"4\" y=\"{}\">{max_done:.0}/s</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#a4211b\">p99 {max_p99:.1} ms</text>\
+        "<polyline points=\"{line}\" fill=\"none\" stroke=\"#a4211b\" stroke-width=\"2\"/>"
+    );
+    if with_accepts {
+        let _ = write!(
+            svg,
+            "<polyline points=\"{accept_line}\" fill=\"none\" stroke=\"#d9822b\" stroke-width=\"1.5\"/>"
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"{}\">{max_done:.0}/s</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#a4211b\">p99 {max_p99:.1} ms</text>\
          <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{last} s</text></svg>",
         PAD + 4.0,
         W - PAD,
@@ -521,5 +595,41 @@ mod tests {
         let svg = histogram_svg("x", &[1.0, 2.0, 3.0]);
         assert_eq!(svg.matches("<rect").count(), 41);
         assert!(timeline_svg(&[]).ends_with("</svg>"));
+    }
+
+    #[test]
+    fn the_timeline_gives_each_second_its_own_accept_p99() {
+        let ms = Duration::from_millis;
+        // Accepted in seconds 0 and 1; settled in seconds 1 and 2 only.
+        let accepts = [(ms(100), ms(4)), (ms(900), ms(30)), (ms(1_500), ms(6))];
+        let settles = [(ms(1_200), ms(50)), (ms(2_100), ms(70))];
+        let seconds = timeline(&settles, Some(&accepts));
+        let rows: Vec<(u64, u64, f64, Option<f64>)> = seconds
+            .iter()
+            .map(|s| (s.second, s.done, s.p99_ms, s.accept_p99_ms))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (0, 0, 0.0, Some(30.0)),
+                (1, 1, 50.0, Some(6.0)),
+                (2, 1, 70.0, None),
+            ]
+        );
+        let svg = timeline_svg(&seconds);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        // Second 0 settled nothing: the settle line starts at second 1.
+        let settle_line = svg.split("<polyline points=\"").nth(1).unwrap_or("");
+        assert_eq!(
+            settle_line
+                .split(' ')
+                .take_while(|p| p.contains(','))
+                .count(),
+            2
+        );
+
+        let browse = timeline(&settles, None);
+        assert!(browse.iter().all(|s| s.accept_p99_ms.is_none()));
+        assert_eq!(timeline_svg(&browse).matches("<polyline").count(), 1);
     }
 }
