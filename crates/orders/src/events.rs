@@ -16,7 +16,7 @@ use kit::outbox::OutboxSignal;
 use tokio_util::sync::CancellationToken;
 
 use crate::saga::{self, SagaError};
-use crate::state::{Cause, Status};
+use crate::state::Cause;
 use crate::store::{self, StoreError};
 
 fn reject(error: impl std::fmt::Display) -> HandlerError {
@@ -120,7 +120,7 @@ pub async fn time_out_payments(db: &Db, payment_timeout: Duration) -> Result<usi
     let timeout_ms = i64::try_from(payment_timeout.as_millis()).unwrap_or(i64::MAX);
     let before = now_millis().saturating_sub(timeout_ms);
     let mut conn = db.write().await?;
-    let due = store::stuck(&mut conn, Status::Reserved, before, 100).await?;
+    let due = store::reserved_since(&mut conn, before, 100).await?;
     drop(conn);
     let mut failed = 0;
     for order_id in due {

@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         "keyed_lines",
         include_str!("../migrations/0003_keyed_lines.sqlite.sql"),
     ),
+    Migration::portable(
+        4,
+        "reserved_sweep_index",
+        include_str!("../migrations/0004_reserved_sweep_index.sql"),
+    ),
 ];
 
 /// The orders service, and where it finds the services it asks: the

@@ -609,18 +609,18 @@ pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order
     Ok(orders)
 }
 
-/// Orders that have sat in `status` since before `before`, oldest first.
-pub async fn stuck(
+/// Orders that have sat RESERVED since before `before`, oldest first.
+/// The status is in the text, not a parameter, so that the partial index
+/// `orders_reserved_since` serves it (migration 4 says why).
+pub async fn reserved_since(
     conn: &mut AnyConnection,
-    status: Status,
     before: i64,
     limit: u32,
 ) -> Result<Vec<String>, StoreError> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM orders WHERE status = $1 AND updated_at < $2
-         ORDER BY updated_at LIMIT $3",
+        "SELECT id FROM orders WHERE status = 'RESERVED' AND updated_at < $1
+         ORDER BY updated_at LIMIT $2",
     )
-    .bind(status.as_str())
     .bind(before)
     .bind(i64::from(limit))
     .fetch_all(conn)

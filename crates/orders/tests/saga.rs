@@ -361,3 +361,48 @@ async fn a_capture_after_a_cancel_is_refunded_on_sqlite() {
     )
     .await;
 }
+
+/// The plan PostgreSQL keeps for the saga's status move, made while the
+/// orders table was nearly empty, finds the order by its id. PostgreSQL
+/// gives a prepared statement a generic plan after its fifth run and sqlx
+/// keeps it prepared for the connection's life; on an empty table an index
+/// that leads with `status` cost the same as the primary key, and won, so
+/// every later move read every order in the status it moved from.
+#[tokio::test]
+async fn a_status_move_planned_on_empty_tables_finds_the_order_by_its_id() {
+    let db = postgres().await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(placed(&db).await);
+    }
+    // One transaction: one connection runs the move eight times.
+    let mut tx = db.begin().await.unwrap();
+    for id in &ids {
+        saga::advance(&mut tx, id, Cause::StockReserved, "", None)
+            .await
+            .unwrap();
+    }
+    let (name, parameters): (String, i32) = sqlx::query_as(
+        "SELECT name, COALESCE(array_length(parameter_types, 1), 0) FROM pg_prepared_statements
+         WHERE statement LIKE 'WITH moved AS (UPDATE orders%' AND generic_plans > 0",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .expect("the status move runs its generic plan by now");
+    let nulls = vec!["NULL"; usize::try_from(parameters).unwrap()].join(", ");
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}({nulls})"))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    let update = plan
+        .lines()
+        .skip_while(|line| !line.contains("Update on orders"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        update.contains("using orders_pkey"),
+        "the move's generic plan does not find the order by its id:\n{plan}"
+    );
+    tx.rollback().await.unwrap();
+}
