@@ -162,38 +162,26 @@ async fn many_orders_are_stored_whole_across_statements(db: Db) {
 
 #[tokio::test]
 async fn many_orders_are_stored_whole_across_statements_on_postgres() {
-    let db = kit::testing::migrated(
-        kit::testing::postgres_db().await,
-        "orders",
-        orders::MIGRATIONS,
-    )
-    .await;
+    let db = common::postgres().await;
     many_orders_are_stored_whole_across_statements(db).await;
 }
 
 #[tokio::test]
 async fn many_orders_are_stored_whole_across_statements_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let db = kit::testing::sqlite_db(dir.path()).await;
-    let db = kit::testing::migrated(db, "orders", orders::MIGRATIONS).await;
+    let db = common::sqlite(&dir).await;
     many_orders_are_stored_whole_across_statements(db).await;
 }
 
 #[tokio::test]
 async fn one_batch_answers_each_caller_for_its_own_order_on_postgres() {
-    let db = kit::testing::migrated(
-        kit::testing::postgres_db().await,
-        "orders",
-        orders::MIGRATIONS,
-    )
-    .await;
+    let db = common::postgres().await;
     one_batch_answers_each_caller_for_its_own_order(db).await;
 }
 
 #[tokio::test]
 async fn one_batch_answers_each_caller_for_its_own_order_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let db = kit::testing::sqlite_db(dir.path()).await;
-    let db = kit::testing::migrated(db, "orders", orders::MIGRATIONS).await;
+    let db = common::sqlite(&dir).await;
     one_batch_answers_each_caller_for_its_own_order(db).await;
 }

@@ -7,22 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use kit::Db;
 use kit::db::Tx;
 use orders::saga;
 use orders::state::Cause;
 use orders::store;
 
 mod common;
-
-async fn postgres() -> Db {
-    kit::testing::migrated(
-        kit::testing::postgres_db().await,
-        "orders",
-        orders::MIGRATIONS,
-    )
-    .await
-}
 
 /// The prepared statement whose text starts with `start`, once it runs a
 /// generic plan: its name and how many parameters it takes.
@@ -42,7 +32,7 @@ async fn generic(tx: &mut Tx, start: &str) -> Option<(String, i32)> {
 /// every move read every order in the status it moved from.
 #[tokio::test]
 async fn a_status_move_planned_on_empty_tables_finds_the_order_by_its_id() {
-    let db = postgres().await;
+    let db = common::postgres().await;
     let mut ids = Vec::new();
     for _ in 0..8 {
         let order = common::pending_order(2_500, &kit::testing::unique("key"));
@@ -84,7 +74,7 @@ async fn a_status_move_planned_on_empty_tables_finds_the_order_by_its_id() {
 /// `orders_by_user` and read every earlier order of the user.
 #[tokio::test]
 async fn the_idempotency_lookup_never_keeps_a_plan_from_an_empty_table() {
-    let db = postgres().await;
+    let db = common::postgres().await;
     let mut tx = db.begin().await.unwrap();
     for _ in 0..8 {
         let found = store::by_key(&mut tx, "usr_orders_test", &kit::testing::unique("key"))

@@ -20,20 +20,6 @@ mod common;
 
 const TOTAL: i64 = 2_500;
 
-async fn postgres() -> Db {
-    kit::testing::migrated(
-        kit::testing::postgres_db().await,
-        "orders",
-        orders::MIGRATIONS,
-    )
-    .await
-}
-
-async fn sqlite(dir: &tempfile::TempDir) -> Db {
-    let db = kit::testing::sqlite_db(dir.path()).await;
-    kit::testing::migrated(db, "orders", orders::MIGRATIONS).await
-}
-
 /// A new PENDING order for `TOTAL` EUR, as the API writes one.
 async fn placed(db: &Db) -> String {
     let order = common::pending_order(TOTAL, &kit::testing::unique("key"));
@@ -300,30 +286,30 @@ async fn each_status_event_carries_its_step(db: Db) {
 
 #[tokio::test]
 async fn each_status_event_carries_its_step_on_postgres() {
-    each_status_event_carries_its_step(postgres().await).await;
+    each_status_event_carries_its_step(common::postgres().await).await;
 }
 
 #[tokio::test]
 async fn each_status_event_carries_its_step_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    each_status_event_carries_its_step(sqlite(&dir).await).await;
+    each_status_event_carries_its_step(common::sqlite(&dir).await).await;
 }
 
 #[tokio::test]
 async fn a_capture_pays_a_reserved_order_on_postgres() {
-    a_capture_pays_a_reserved_order(postgres().await).await;
+    a_capture_pays_a_reserved_order(common::postgres().await).await;
 }
 
 #[tokio::test]
 async fn a_capture_pays_a_reserved_order_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    a_capture_pays_a_reserved_order(sqlite(&dir).await).await;
+    a_capture_pays_a_reserved_order(common::sqlite(&dir).await).await;
 }
 
 #[tokio::test]
 async fn a_capture_after_a_payment_timeout_is_refunded_on_postgres() {
     a_capture_after_the_order_closed_is_refunded_in_full(
-        postgres().await,
+        common::postgres().await,
         Cause::PaymentTimedOut,
         Status::Failed,
     )
@@ -334,7 +320,7 @@ async fn a_capture_after_a_payment_timeout_is_refunded_on_postgres() {
 async fn a_capture_after_a_payment_timeout_is_refunded_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     a_capture_after_the_order_closed_is_refunded_in_full(
-        sqlite(&dir).await,
+        common::sqlite(&dir).await,
         Cause::PaymentTimedOut,
         Status::Failed,
     )
@@ -344,7 +330,7 @@ async fn a_capture_after_a_payment_timeout_is_refunded_on_sqlite() {
 #[tokio::test]
 async fn a_capture_after_a_cancel_is_refunded_on_postgres() {
     a_capture_after_the_order_closed_is_refunded_in_full(
-        postgres().await,
+        common::postgres().await,
         Cause::Cancel { by_admin: false },
         Status::Cancelled,
     )
@@ -355,7 +341,7 @@ async fn a_capture_after_a_cancel_is_refunded_on_postgres() {
 async fn a_capture_after_a_cancel_is_refunded_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     a_capture_after_the_order_closed_is_refunded_in_full(
-        sqlite(&dir).await,
+        common::sqlite(&dir).await,
         Cause::Cancel { by_admin: false },
         Status::Cancelled,
     )

@@ -1,5 +1,7 @@
-//! What the orders tests share.
+//! What the orders tests share. Each test file uses some of it.
+#![allow(dead_code)]
 
+use kit::Db;
 use kit::db::now_millis;
 use orders::state::Status;
 use orders::store::{Line, Order, Transition};
@@ -38,4 +40,20 @@ pub fn pending_order(total_minor: i64, key: &str) -> Order {
             at: now,
         }],
     }
+}
+
+/// A fresh PostgreSQL database with the orders service's tables.
+pub async fn postgres() -> Db {
+    kit::testing::migrated(
+        kit::testing::postgres_db().await,
+        "orders",
+        orders::MIGRATIONS,
+    )
+    .await
+}
+
+/// A fresh SQLite database in `dir` with the orders service's tables.
+pub async fn sqlite(dir: &tempfile::TempDir) -> Db {
+    let db = kit::testing::sqlite_db(dir.path()).await;
+    kit::testing::migrated(db, "orders", orders::MIGRATIONS).await
 }
