@@ -46,8 +46,8 @@ pub const MIGRATIONS: &[Migration] = &[
     ),
     Migration::portable(
         4,
-        "reserved_sweep_index",
-        include_str!("../migrations/0004_reserved_sweep_index.sql"),
+        "rare_status_index",
+        include_str!("../migrations/0004_rare_status_index.sql"),
     ),
 ];
 

@@ -347,15 +347,13 @@ pub async fn head_by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<Ord
 
 /// The order a user made with an idempotency key.
 ///
-/// On PostgreSQL the lookup is planned each time it runs, not prepared.
-/// `orders_by_user` serves `user_id = $1` as well, and on an empty table
-/// it cost the same as the unique index on both columns and won; a
-/// prepared statement keeps the generic plan made then, so every new
-/// order read every earlier order of its user (28 index entries a lookup
-/// in a 5,000-order bench run, and growing). A fresh plan sees the table as
-/// it is and takes the unique index. SQLite's planner takes the unique
-/// index whatever the table holds, and Kart's SQLite driver prepares
-/// every statement anyway.
+/// Prepared, like every statement. On PostgreSQL the plan made while the
+/// table is empty goes through `orders_by_user` (it ties with the unique
+/// index, and wins), reading every earlier order of the user, until the
+/// table's first `ANALYZE` (autovacuum's, within about a minute of the
+/// first orders) replans it. Planning at each use instead would cost about
+/// 0.05 ms a lookup for good (pgbench, BENCHMARKS.md stop 34), to save
+/// that first minute.
 pub async fn by_key(
     conn: &mut AnyConnection,
     user_id: &str,
@@ -365,7 +363,6 @@ pub async fn by_key(
         sqlx::query_scalar("SELECT id FROM orders WHERE user_id = $1 AND idempotency_key = $2")
             .bind(user_id)
             .bind(key)
-            .persistent(false)
             .fetch_optional(&mut *conn)
             .await?;
     match id {
@@ -575,8 +572,9 @@ pub struct Filter {
     pub limit: u32,
 }
 
-/// A page of orders, newest first, with lines but without history.
-pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order>, StoreError> {
+/// The statement [`list`] runs for `filter`; its parameters, in order:
+/// the user, the page's `after` (created at, twice, and id), the limit.
+pub fn list_statement(filter: &Filter) -> String {
     let mut sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE 1 = 1");
     let mut n = 0;
     let mut next = || {
@@ -586,8 +584,11 @@ pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order
     if filter.user_id.is_some() {
         sql.push_str(&format!(" AND user_id = {}", next()));
     }
-    if filter.status.is_some() {
-        sql.push_str(&format!(" AND status = {}", next()));
+    // The status is written into the text (it is one of `Status`'s own
+    // names) so that a rare one is read from the partial index
+    // `orders_by_rare_status`, which a parameter could not use.
+    if let Some(status) = filter.status {
+        sql.push_str(&format!(" AND status = '{}'", status.as_str()));
     }
     if filter.after.is_some() {
         let (a, b, c) = (next(), next(), next());
@@ -599,12 +600,15 @@ pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order
         " ORDER BY created_at DESC, id DESC LIMIT {}",
         next()
     ));
+    sql
+}
+
+/// A page of orders, newest first, with lines but without history.
+pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order>, StoreError> {
+    let sql = list_statement(filter);
     let mut query = sqlx::query(&sql);
     if let Some(user_id) = &filter.user_id {
         query = query.bind(user_id);
-    }
-    if let Some(status) = filter.status {
-        query = query.bind(status.as_str());
     }
     if let Some((created_at, id)) = &filter.after {
         query = query.bind(*created_at).bind(*created_at).bind(id);
@@ -622,7 +626,7 @@ pub async fn list(conn: &mut AnyConnection, filter: &Filter) -> Result<Vec<Order
 
 /// Orders that have sat RESERVED since before `before`, oldest first.
 /// The status is in the text, not a parameter, so that the partial index
-/// `orders_reserved_since` serves it (migration 4 says why).
+/// `orders_by_rare_status` serves it (migration 4 says why).
 pub async fn reserved_since(
     conn: &mut AnyConnection,
     before: i64,

@@ -1,16 +1,17 @@
-//! The orders database's statements on PostgreSQL keep their plans fit for
-//! a table that grows. PostgreSQL gives a prepared statement a generic plan
-//! after its fifth run, and sqlx keeps statements prepared for the
-//! connection's life, so a plan made while the tables were empty lasted
-//! into a full table: on an empty table, an index that serves one of a
-//! statement's two conditions cost the same as the one that serves both.
+//! The orders database's statements go through the index made for them.
+//! PostgreSQL gives a prepared statement a generic plan after its fifth
+//! run and keeps it until the table is next analyzed, so a plan made while
+//! the tables were empty lasted into a full one: on an empty table, an
+//! index that serves one of a statement's two conditions cost the same as
+//! the one that serves both.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kit::db::Tx;
 use orders::saga;
-use orders::state::Cause;
-use orders::store;
+use orders::state::{Cause, Status};
+use orders::store::{self, Filter};
+use sqlx::Row;
 
 mod common;
 
@@ -69,30 +70,84 @@ async fn a_status_move_planned_on_empty_tables_finds_the_order_by_its_id() {
     tx.rollback().await.unwrap();
 }
 
-/// The idempotency-key lookup before every new order never runs a plan
-/// made for another size of table. Prepared, it kept one that went through
-/// `orders_by_user` and read every earlier order of the user.
-#[tokio::test]
-async fn the_idempotency_lookup_never_keeps_a_plan_from_an_empty_table() {
-    let db = common::postgres().await;
-    let mut tx = db.begin().await.unwrap();
-    for _ in 0..8 {
-        let found = store::by_key(&mut tx, "usr_orders_test", &kit::testing::unique("key"))
-            .await
-            .unwrap();
-        assert!(found.is_none());
+/// Three FAILED orders among PENDING ones, stored a millisecond apart:
+/// their ids, newest first.
+async fn some_failed_orders(db: &kit::Db) -> Vec<String> {
+    let mut failed = Vec::new();
+    for n in 0..6 {
+        let mut order = common::pending_order(2_500, &kit::testing::unique("key"));
+        order.created_at += n;
+        if n % 2 == 0 {
+            order.status = Status::Failed;
+            failed.push(order.id.clone());
+        }
+        let mut tx = db.begin().await.unwrap();
+        store::insert(&mut tx, &order).await.unwrap();
+        tx.commit().await.unwrap();
     }
-    let order = common::pending_order(2_500, "the-key");
-    store::insert(&mut tx, &order).await.unwrap();
-    let found = store::by_key(&mut tx, &order.user_id, "the-key")
+    failed.reverse();
+    failed
+}
+
+fn failed_orders() -> Filter {
+    Filter {
+        status: Some(Status::Failed),
+        limit: 50,
+        ..Filter::default()
+    }
+}
+
+/// An admin's list of the orders in a rare status is read from the index
+/// of those statuses, newest first, not by walking every order.
+#[tokio::test]
+async fn a_list_of_a_rare_status_reads_its_index_on_postgres() {
+    let db = common::postgres().await;
+    let failed = some_failed_orders(&db).await;
+    let mut tx = db.begin().await.unwrap();
+    for _ in 0..6 {
+        let listed = store::list(&mut tx, &failed_orders()).await.unwrap();
+        let ids: Vec<String> = listed.into_iter().map(|order| order.id).collect();
+        assert_eq!(ids, failed);
+    }
+    let (name, parameters) = generic(&mut tx, &store::list_statement(&failed_orders()))
         .await
-        .unwrap()
-        .expect("the order made with the key");
-    assert_eq!(found.id, order.id);
-    assert_eq!(
-        generic(&mut tx, "SELECT id FROM orders WHERE user_id").await,
-        None,
-        "the lookup runs a plan made before the table held its orders"
+        .expect("the list runs its generic plan by now");
+    assert_eq!(parameters, 1, "the limit is its one parameter");
+    let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN EXECUTE {name}(50)"))
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("using orders_by_rare_status"),
+        "the list does not read the rare statuses' index:\n{plan}"
     );
     tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_list_of_a_rare_status_reads_its_index_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::sqlite(&dir).await;
+    let failed = some_failed_orders(&db).await;
+    let mut conn = db.read().await.unwrap();
+    let listed = store::list(&mut conn, &failed_orders()).await.unwrap();
+    let ids: Vec<String> = listed.into_iter().map(|order| order.id).collect();
+    assert_eq!(ids, failed);
+    let plan: Vec<String> = sqlx::query(&format!(
+        "EXPLAIN QUERY PLAN {}",
+        store::list_statement(&failed_orders())
+    ))
+    .bind(50_i64)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get::<String, _>("detail"))
+    .collect();
+    assert!(
+        plan.iter()
+            .any(|step| step.contains("USING INDEX orders_by_rare_status")),
+        "the list does not read the rare statuses' index: {plan:?}"
+    );
 }
