@@ -124,12 +124,10 @@ fn timeline(
 ) -> Vec<Second> {
     let done = by_second(done);
     let accepts = accepts.map(by_second).unwrap_or_default();
-    let last = done.keys().chain(accepts.keys()).max().copied();
-    let Some(last) = last else {
-        return Vec::new();
-    };
-    (0..=last)
-        .filter(|second| done.contains_key(second) || accepts.contains_key(second))
+    let seconds: std::collections::BTreeSet<u64> =
+        done.keys().chain(accepts.keys()).copied().collect();
+    seconds
+        .into_iter()
         .map(|second| {
             let values = done.get(&second).map_or(&[][..], Vec::as_slice);
             Second {

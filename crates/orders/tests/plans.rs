@@ -37,9 +37,7 @@ async fn a_status_move_planned_on_empty_tables_finds_the_order_by_its_id() {
     let mut ids = Vec::new();
     for _ in 0..8 {
         let order = common::pending_order(2_500, &kit::testing::unique("key"));
-        let mut tx = db.begin().await.unwrap();
-        store::insert(&mut tx, &order).await.unwrap();
-        tx.commit().await.unwrap();
+        common::stored(&db, &order).await;
         ids.push(order.id);
     }
     // One transaction: one connection runs the move eight times.
@@ -81,9 +79,7 @@ async fn some_failed_orders(db: &kit::Db) -> Vec<String> {
             order.status = Status::Failed;
             failed.push(order.id.clone());
         }
-        let mut tx = db.begin().await.unwrap();
-        store::insert(&mut tx, &order).await.unwrap();
-        tx.commit().await.unwrap();
+        common::stored(db, &order).await;
     }
     failed.reverse();
     failed

@@ -23,9 +23,7 @@ const TOTAL: i64 = 2_500;
 /// A new PENDING order for `TOTAL` EUR, as the API writes one.
 async fn placed(db: &Db) -> String {
     let order = common::pending_order(TOTAL, &kit::testing::unique("key"));
-    let mut tx = db.begin().await.unwrap();
-    store::insert(&mut tx, &order).await.unwrap();
-    tx.commit().await.unwrap();
+    common::stored(db, &order).await;
     order.id
 }
 

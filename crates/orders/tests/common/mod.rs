@@ -57,3 +57,12 @@ pub async fn sqlite(dir: &tempfile::TempDir) -> Db {
     let db = kit::testing::sqlite_db(dir.path()).await;
     kit::testing::migrated(db, "orders", orders::MIGRATIONS).await
 }
+
+/// Stores `order` as the API does, in a transaction of its own.
+pub async fn stored(db: &Db, order: &Order) {
+    let mut tx = db.begin().await.expect("a transaction");
+    orders::store::insert(&mut tx, order)
+        .await
+        .expect("the order is stored");
+    tx.commit().await.expect("committed");
+}
